@@ -1,0 +1,128 @@
+package controlplane
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// AuditEvent is the part of an apiserver audit event the tests read.
+type AuditEvent struct {
+	Stage      string `json:"stage"`
+	RequestURI string `json:"requestURI"`
+	Verb       string `json:"verb"`
+	User       struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+		APIGroup    string `json:"apiGroup"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+}
+
+// IsWrite reports whether the request asked to change state.
+func (e AuditEvent) IsWrite() bool {
+	switch e.Verb {
+	case "create", "update", "patch", "delete", "deletecollection":
+		return true
+	}
+	return false
+}
+
+// Persisted reports whether the request changed what is stored: a write that
+// completed successfully and was not a dry run.
+func (e AuditEvent) Persisted() bool {
+	return e.IsWrite() && e.Stage == "ResponseComplete" &&
+		e.ResponseStatus != nil && e.ResponseStatus.Code < 300 &&
+		!strings.Contains(e.RequestURI, "dryRun=")
+}
+
+// AuditEvents reads the audit log (Options.Audit must have been set).
+func (cp *ControlPlane) AuditEvents() ([]AuditEvent, error) {
+	if cp.auditPath == "" {
+		return nil, errors.New("control plane started without Options.Audit")
+	}
+	f, err := os.Open(cp.auditPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []AuditEvent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e AuditEvent
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			continue // a line being written as we read
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+// AuditMark returns how many events the log holds now; pass it to EventsSince
+// to see only what a command did.
+func (cp *ControlPlane) AuditMark() int {
+	ev, _ := cp.AuditEvents()
+	return len(ev)
+}
+
+// EventsSince returns the events after mark made by user (all users when
+// user is empty).
+func (cp *ControlPlane) EventsSince(mark int, user string) ([]AuditEvent, error) {
+	ev, err := cp.AuditEvents()
+	if err != nil {
+		return nil, err
+	}
+	if mark > len(ev) {
+		mark = len(ev)
+	}
+	var out []AuditEvent
+	for _, e := range ev[mark:] {
+		if user == "" || e.User.Username == user {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// PersistedWritesSince counts the writes by user after mark that changed
+// stored state.
+func (cp *ControlPlane) PersistedWritesSince(mark int, user string) ([]AuditEvent, error) {
+	ev, err := cp.EventsSince(mark, user)
+	if err != nil {
+		return nil, err
+	}
+	var out []AuditEvent
+	for _, e := range ev {
+		if e.Persisted() {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (cp *ControlPlane) serviceAccountExists(ctx context.Context, ns, name string) (bool, error) {
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		return false, err
+	}
+	_, err = cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
