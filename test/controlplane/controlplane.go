@@ -21,8 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Controllers is what the kube-controller-manager runs: enough for owner
@@ -68,6 +70,8 @@ type ControlPlane struct {
 	stopErr   error
 }
 
+var setLoggerOnce sync.Once
+
 // AdminUser is the user name of Config; audit queries use it to tell the
 // test's own writes from the controllers'.
 const AdminUser = "ks-clean-test-admin"
@@ -81,6 +85,9 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 			return nil, err
 		}
 	}
+	// envtest logs through controller-runtime, which complains with a stack
+	// trace unless a logger is set; the processes' own logs are in Dir.
+	setLoggerOnce.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	cp := &ControlPlane{Dir: opts.Dir}
 	if cp.Dir == "" {
 		if cp.Dir, err = os.MkdirTemp("", "ks-clean-cp-"); err != nil {
