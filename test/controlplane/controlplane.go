@@ -119,6 +119,11 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	api := cp.env.ControlPlane.GetAPIServer()
 	api.CertDir = certDir
 	api.Out, api.Err = logFile(cp.Dir, "kube-apiserver.log")
+	// Route webhook and aggregated-API calls to Service endpoints, not to
+	// ClusterIPs: there is no kube-proxy here, and a ClusterIP (10.0.0.x)
+	// would send the call off this machine. With endpoint routing a Service
+	// without pods fails at once, as in a cluster whose KubeSphere is gone.
+	api.Configure().Set("enable-aggregator-routing", "true")
 	if opts.Audit {
 		cp.auditPath = filepath.Join(cp.Dir, "audit.log")
 		policy := filepath.Join(cp.Dir, "audit-policy.yaml")
