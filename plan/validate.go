@@ -1,0 +1,113 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Kubernetes' own namespaces: no plan may delete them.
+var kubernetesNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true}
+
+// Validate enforces the ordering rules that keep users' data alive. It reads
+// only the plan, so `apply` checks a plan file with it before any write:
+//
+//  1. phases run in order;
+//  2. no protected object, and no Kubernetes namespace, is deleted;
+//  3. nothing that owns a protected object is deleted before that object is
+//     detached, and no namespace is deleted before every detach is done;
+//  4. every webhook configuration is deleted before the first patch or
+//     delete of anything else, so a webhook whose backend goes away never
+//     outlives the writes it matches;
+//  5. no CRD is deleted before every step on objects of its group, so no
+//     instance with finalizers remains when its type goes.
+func Validate(p *Plan) error {
+	rank := map[Phase]int{}
+	for i, ph := range Phases {
+		rank[ph] = i
+	}
+	protected := map[string]ObjectRef{}
+	for _, r := range p.Protected {
+		protected[r.UID] = r
+	}
+	detachOf := map[string]int{} // owner UID -> index of the last detach naming it
+	lastDetach, firstOtherWrite := -1, -1
+	var errs []string
+	fail := func(i int, format string, args ...any) {
+		errs = append(errs, fmt.Sprintf("step %d (%s): %s", i, p.Steps[i].ID, fmt.Sprintf(format, args...)))
+	}
+
+	prev := -1
+	seen := map[string]bool{}
+	for i, s := range p.Steps {
+		r, ok := rank[s.Phase]
+		if !ok {
+			fail(i, "unknown phase %q", s.Phase)
+			continue
+		}
+		if r < prev {
+			fail(i, "phase %s after a later phase", s.Phase)
+		}
+		prev = r
+		if seen[s.ID] {
+			fail(i, "duplicate step id")
+		}
+		seen[s.ID] = true
+
+		t := s.Target
+		isWebhook := t.Kind == "ValidatingWebhookConfiguration" || t.Kind == "MutatingWebhookConfiguration"
+		switch s.Action {
+		case ActionPatch:
+			if s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || protected[t.UID].UID != "") {
+				lastDetach = i
+				for _, uid := range s.Remove.OwnerReferences {
+					detachOf[uid] = i
+				}
+			}
+		case ActionDelete, ActionHelmUninstall:
+			if _, ok := protected[t.UID]; ok && t.UID != "" {
+				fail(i, "deletes protected %s", t)
+			}
+			if t.Kind == "Namespace" && t.Group() == "" && kubernetesNamespaces[t.Name] {
+				fail(i, "deletes Kubernetes namespace %s", t.Name)
+			}
+			if t.Kind == "Namespace" && lastDetach > i {
+				fail(i, "deletes namespace %s before every detach is done", t.Name)
+			}
+		}
+		if (s.Action == ActionPatch || s.Action == ActionDelete || s.Action == ActionHelmUninstall) && !isWebhook && t.Kind != "APIService" && firstOtherWrite < 0 {
+			firstOtherWrite = i
+		}
+		if isWebhook && s.Action == ActionDelete && firstOtherWrite >= 0 && firstOtherWrite < i {
+			fail(i, "deletes webhook %s after step %d already wrote", t.Name, firstOtherWrite)
+		}
+	}
+	// Owner deletions must follow the detach of what they own.
+	for i, s := range p.Steps {
+		if s.Action != ActionDelete {
+			continue
+		}
+		if j, ok := detachOf[s.Target.UID]; ok && j > i {
+			fail(i, "deletes %s, which owns a protected object, before that object is detached at step %d", s.Target, j)
+		}
+	}
+	// CRDs: a step on an object of the group after the CRD is deleted.
+	crdAt := map[string]int{}
+	for i, s := range p.Steps {
+		if s.Action == ActionDelete && s.Target.Kind == "CustomResourceDefinition" {
+			if _, g, ok := strings.Cut(s.Target.Name, "."); ok {
+				if _, dup := crdAt[g]; !dup {
+					crdAt[g] = i
+				}
+			}
+		}
+	}
+	for i, s := range p.Steps {
+		if j, ok := crdAt[s.Target.Group()]; ok && s.Target.Kind != "CustomResourceDefinition" && s.Action != ActionVerify && s.Action != ActionWait && i > j {
+			fail(i, "acts on %s after its CRD is deleted at step %d", s.Target, j)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("plan breaks its safety rules:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
