@@ -36,6 +36,16 @@ func Validate(p *Plan) error {
 		errs = append(errs, fmt.Sprintf("step %d (%s): %s", i, p.Steps[i].ID, fmt.Sprintf(format, args...)))
 	}
 
+	// Detaches first: later checks compare every delete against them.
+	for i, s := range p.Steps {
+		if s.Action == ActionPatch && s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || protected[s.Target.UID].UID != "") {
+			lastDetach = i
+			for _, uid := range s.Remove.OwnerReferences {
+				detachOf[uid] = i
+			}
+		}
+	}
+
 	prev := -1
 	seen := map[string]bool{}
 	for i, s := range p.Steps {
@@ -56,19 +66,15 @@ func Validate(p *Plan) error {
 		t := s.Target
 		isWebhook := t.Kind == "ValidatingWebhookConfiguration" || t.Kind == "MutatingWebhookConfiguration"
 		switch s.Action {
-		case ActionPatch:
-			if s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || protected[t.UID].UID != "") {
-				lastDetach = i
-				for _, uid := range s.Remove.OwnerReferences {
-					detachOf[uid] = i
-				}
-			}
 		case ActionDelete, ActionHelmUninstall:
 			if _, ok := protected[t.UID]; ok && t.UID != "" {
 				fail(i, "deletes protected %s", t)
 			}
 			if t.Kind == "Namespace" && t.Group() == "" && kubernetesNamespaces[t.Name] {
 				fail(i, "deletes Kubernetes namespace %s", t.Name)
+			}
+			if j, ok := detachOf[t.UID]; ok && j > i {
+				fail(i, "deletes %s, which owns a protected object, before that object is detached at step %d", t, j)
 			}
 			if t.Kind == "Namespace" && lastDetach > i {
 				fail(i, "deletes namespace %s before every detach is done", t.Name)
@@ -79,15 +85,6 @@ func Validate(p *Plan) error {
 		}
 		if isWebhook && s.Action == ActionDelete && firstOtherWrite >= 0 && firstOtherWrite < i {
 			fail(i, "deletes webhook %s after step %d already wrote", t.Name, firstOtherWrite)
-		}
-	}
-	// Owner deletions must follow the detach of what they own.
-	for i, s := range p.Steps {
-		if s.Action != ActionDelete {
-			continue
-		}
-		if j, ok := detachOf[s.Target.UID]; ok && j > i {
-			fail(i, "deletes %s, which owns a protected object, before that object is detached at step %d", s.Target, j)
 		}
 	}
 	// CRDs: a step on an object of the group after the CRD is deleted.
