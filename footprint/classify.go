@@ -110,10 +110,7 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 	}
 	for _, ns := range inv.OfKind("", "Namespace") {
 		n := ns.GetName()
-		if kubernetesNamespaces[n] {
-			continue
-		}
-		if systemNamespaces[n] || strings.HasPrefix(n, "kubesphere-") || extNS[n] {
+		if !kubernetesNamespaces[n] && (systemNamespaces[n] || strings.HasPrefix(n, "kubesphere-") || extNS[n]) {
 			f.SystemNamespaces[n] = true
 			f.add(ns, CatNamespace, "namespace KubeSphere/KubeFed created for itself")
 		} else {
@@ -244,6 +241,11 @@ func (f *Footprint) webhookReason(obj *inventory.Object, isGroup func(string) bo
 }
 
 func (f *Footprint) apiServiceReason(obj *inventory.Object, isGroup func(string) bool) string {
+	if _, remote, _ := unstructured.NestedMap(obj.Content.Object, "spec", "service"); !remote {
+		// Local APIServices are the apiserver's own record of CRD groups:
+		// they go by themselves with the CRDs.
+		return ""
+	}
 	if ns, _, _ := unstructured.NestedString(obj.Content.Object, "spec", "service", "namespace"); f.SystemNamespaces[ns] {
 		return "served from " + ns + ", which is removed"
 	}

@@ -182,29 +182,49 @@ func aliases(ctx context.Context, records []*Record) []plan.Finding {
 }
 
 // ownedNamespaces: user namespaces whose owner references point into the
-// footprint die with their owner.
+// footprint die with their owner. One finding per owner, naming what each
+// namespace holds.
 func ownedNamespaces(f *footprint.Footprint, flapping bool) []plan.Finding {
 	holds := f.Inv.Holds()
-	var out []plan.Finding
+	type owned struct {
+		owner string
+		nss   []*inventory.Object
+	}
+	var order []string
+	byOwner := map[string]*owned{}
 	for _, ns := range f.UserNamespaces {
-		var owners []string
 		for _, ref := range ns.GetOwnerReferences() {
-			if o := f.Inv.ByUID(ref.UID); (o != nil && f.Goes(o)) || footprint.FullGroup(groupOf(ref.APIVersion)) {
-				owners = append(owners, ref.Kind+" "+ref.Name)
+			if o := f.Inv.ByUID(ref.UID); !((o != nil && f.Goes(o)) || footprint.FullGroup(groupOf(ref.APIVersion))) {
+				continue
 			}
+			key := ref.Kind + " " + ref.Name
+			if byOwner[key] == nil {
+				byOwner[key] = &owned{owner: key}
+				order = append(order, key)
+			}
+			byOwner[key].nss = append(byOwner[key].nss, ns)
 		}
-		if len(owners) == 0 {
-			continue
-		}
-		sev := plan.Warning
-		if flapping {
-			sev = plan.Critical
+	}
+	sev := plan.Warning
+	if flapping {
+		sev = plan.Critical // the owner is being deleted and re-created
+	}
+	var out []plan.Finding
+	for _, key := range order {
+		o := byOwner[key]
+		var parts []string
+		for i, ns := range o.nss {
+			if i == 10 {
+				parts = append(parts, fmt.Sprintf("and %d more", len(o.nss)-10))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s (%s)", ns.GetName(), holds[ns.GetName()]))
 		}
 		out = append(out, plan.Finding{
 			ID: NamespaceOwned, Severity: sev,
-			Message: fmt.Sprintf("namespace %s is owned by %s and is deleted by the garbage collector with it (holds %s)",
-				ns.GetName(), strings.Join(owners, ", "), holds[ns.GetName()].String()),
-			Objects: refs(ns),
+			Message: fmt.Sprintf("%d namespaces are owned by %s and are deleted by the garbage collector with it: %s",
+				len(o.nss), o.owner, strings.Join(parts, "; ")),
+			Objects: refs(o.nss...),
 		})
 	}
 	return out

@@ -32,6 +32,9 @@ func New(cfg *rest.Config) (*Clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	counter := &RequestCounter{}
 	cfg.Wrap(counter.wrap)
+	// Listing every type by discovery touches deprecated ones (v1
+	// Endpoints); their warnings say nothing to a ks-clean user.
+	cfg.WarningHandler = rest.NoWarnings{}
 	if cfg.QPS == 0 {
 		// client-go's default of 5 QPS makes a scan of a large cluster take
 		// minutes; lists are paginated and concurrency is bounded instead.

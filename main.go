@@ -1,0 +1,298 @@
+// Command ks-clean finds and safely removes KubeSphere 3.x/4.x and KubeFed
+// from a Kubernetes cluster without losing users' namespaces. The CLI is a
+// thin layer: each command parses flags and calls a library package.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/briandowns/spinner"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/ks-clean/ks-clean/exitcode"
+	"github.com/ks-clean/ks-clean/footprint"
+	"github.com/ks-clean/ks-clean/hazard"
+	"github.com/ks-clean/ks-clean/inventory"
+	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/kubeconfig"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/render"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/teardown"
+)
+
+// Set by -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const description = `ks-clean finds everything KubeSphere (3.x with KubeFed multi-cluster, or 4.x)
+left in a cluster and removes it without losing users' data.
+
+The hazard it exists for: KubeSphere 3.x makes every workspace namespace a
+dependent (controller ownerReference) of its Workspace. When two KubeFed
+cluster records point at one cluster, KubeFed deletes and re-creates
+Workspaces, and the garbage collector deletes the namespaces they own.
+
+Workflow:
+   ks-clean scan                  read-only: footprint and hazards (exit 3 if critical)
+   ks-clean plan --out plan.json  read-only: the ordered teardown, saved for review
+   ks-clean apply plan.json       executes exactly that plan (coming)
+
+The cluster is chosen like kubectl: --kubeconfig, else KUBECONFIG (files
+merged), else ~/.kube/config, else the in-cluster config of a Pod.
+
+Exit codes: 0 ok, 1 error, 2 bad usage or refused input (nothing changed),
+3 critical hazard found.`
+
+func app(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:                 "ks-clean",
+		Usage:                "uninstall and reinstall KubeSphere without losing anyone's data",
+		Description:          description,
+		Version:              version,
+		HideVersion:          true,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kubeconfig", Usage: "kubeconfig file (default: KUBECONFIG, then ~/.kube/config)"},
+			&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use (default: the current context)"},
+			&cli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Usage: "timeout of each API request"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every object and step, and say what is being read"},
+		},
+		Commands: commands(),
+		CommandNotFound: func(c *cli.Context, name string) {
+			// Reported by run, which also sets the exit code.
+			c.App.Metadata["notFound"] = name
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run decides exit codes
+	}
+}
+
+func commands() []*cli.Command {
+	output := &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"}
+	scanFlags := []cli.Flag{
+		output,
+		&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "API lists in flight at once (1-64)"},
+		&cli.DurationFlag{Name: "cluster-timeout", Value: 5 * time.Second, Usage: "timeout to reach each multi-cluster record's API server with its own credentials"},
+	}
+	return []*cli.Command{
+		{
+			Name:  "version",
+			Usage: "print the version",
+			Flags: []cli.Flag{output},
+			Action: func(c *cli.Context) error {
+				if c.String("output") == "json" {
+					return writeJSON(c.App.Writer, map[string]string{"version": version, "commit": commit, "go": runtime.Version()})
+				}
+				fmt.Fprintf(c.App.Writer, "ks-clean %s (%s) %s\n", version, commit, runtime.Version())
+				return nil
+			},
+		},
+		{
+			Name:  "scan",
+			Usage: "find the KubeSphere/KubeFed footprint and its hazards (read-only)",
+			Description: `Lists everything in the cluster by discovery (paginated, never writing) and
+reports the hazards: aliased cluster records (verified by each record's
+kube-system UID), namespaces a KubeSphere object owns, fail-closed webhooks
+without a backend, stuck namespaces, KubeFed leftovers.
+
+Exit 0: no critical hazard. Exit 3: at least one critical hazard. Exit 1: error.`,
+			Flags:  scanFlags,
+			Action: runScan,
+		},
+		{
+			Name:  "plan",
+			Usage: "write the ordered teardown plan (read-only)",
+			Description: `Scans, then orders every KubeSphere/KubeFed object into a teardown:
+preflight, quiesce, disarm, detach, kubefed, kubesphere, helm, namespaces,
+crds, rbac, verify. Users' namespaces and every object tied to the footprint
+are protected: they are detached, never deleted. The plan is checked against
+its safety rules before it is written.
+
+--out FILE saves it (mode 0600) for review and for 'ks-clean apply'.`,
+			Flags: append(scanFlags,
+				&cli.StringFlag{Name: "out", Usage: "save the plan to this file (JSON, mode 0600)"},
+				&cli.BoolFlag{Name: "keep-workspace-labels", Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
+			),
+			Action: runPlan,
+		},
+	}
+}
+
+// run is main without os.Exit, for tests.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := app(stdout, stderr)
+	a.Metadata = map[string]any{}
+	err := a.RunContext(ctx, args)
+	if name, ok := a.Metadata["notFound"].(string); ok {
+		err = exitcode.New(exitcode.Error, fmt.Errorf("unknown command %q: run 'ks-clean --help' for the commands", name))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ks-clean: %v\n", err)
+	}
+	return exitcode.Of(err)
+}
+
+// connect resolves the cluster from the global flags and builds clients.
+func connect(c *cli.Context) (*kubeconfig.Cluster, *kube.Clients, error) {
+	cl, err := kubeconfig.Load(kubeconfig.Options{
+		Kubeconfig:     c.String("kubeconfig"),
+		Context:        c.String("context"),
+		RequestTimeout: c.Duration("request-timeout"),
+		UserAgent:      "ks-clean/" + version,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	clients, err := kube.New(cl.Config)
+	return cl, clients, err
+}
+
+func outputFormat(c *cli.Context) (string, error) {
+	switch o := c.String("output"); o {
+	case "text", "json":
+		return o, nil
+	default:
+		return "", exitcode.New(exitcode.Usage, fmt.Errorf("--output %q: use text or json", o))
+	}
+}
+
+func doScan(c *cli.Context) (*scan.Result, *kube.Clients, error) {
+	if n := c.Int("concurrency"); n < 1 || n > 64 {
+		return nil, nil, exitcode.New(exitcode.Usage, fmt.Errorf("--concurrency %d: use a number from 1 to 64", n))
+	}
+	cl, clients, err := connect(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := progress(c.App.ErrWriter, "scanning "+cl.Server)
+	res, err := scan.Run(c.Context, clients, scan.Options{
+		Context:   cl.Context,
+		Inventory: inventory.Options{Concurrency: c.Int("concurrency")},
+		Footprint: footprint.Options{KeepWorkspaceLabels: c.Bool("keep-workspace-labels")},
+		Hazard:    hazard.Options{Timeout: c.Duration("cluster-timeout"), Concurrency: c.Int("concurrency")},
+	})
+	stop()
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan %s: %w", cl.Server, err)
+	}
+	if c.Bool("verbose") {
+		fmt.Fprintf(c.App.ErrWriter, "scanned in %s with %d API requests (%s)\n", res.Duration.Round(time.Millisecond), clients.Requests.Total(), clients.Requests)
+	}
+	return res, clients, nil
+}
+
+func runScan(c *cli.Context) error {
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	res, _, err := doScan(c)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		err = writeJSON(c.App.Writer, res.Report)
+	} else {
+		st := style(c)
+		st.Header(c.App.Writer, res.Cluster, res.KubeSphere)
+		st.Findings(c.App.Writer, res.Findings)
+		for _, w := range res.Warnings {
+			fmt.Fprintf(c.App.Writer, "note: %s\n", w)
+		}
+		fmt.Fprintf(c.App.Writer, "\n%s\n", scanSummary(res))
+	}
+	if err != nil {
+		return err
+	}
+	if res.Critical() {
+		return exitcode.New(exitcode.Critical, errors.New("critical hazards found: read them above before changing anything"))
+	}
+	return nil
+}
+
+func scanSummary(res *scan.Result) string {
+	fp := res.Footprint
+	if fp.Empty() {
+		return "Nothing of KubeSphere or KubeFed found."
+	}
+	return fmt.Sprintf("Footprint: %d KubeSphere/KubeFed objects, %d system namespaces, %d Helm releases; %d user objects tied to it (to detach). Next: ks-clean plan --out plan.json",
+		len(fp.Members), len(fp.SystemNamespaces), len(fp.Releases), len(fp.Detach))
+}
+
+func runPlan(c *cli.Context) error {
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	res, _, err := doScan(c)
+	if err != nil {
+		return err
+	}
+	p, err := teardown.Build(res, time.Now())
+	if err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := plan.Write(out, p); err != nil {
+			return err
+		}
+		defer fmt.Fprintf(c.App.ErrWriter, "plan saved to %s (%s)\n", out, p.Digest)
+	}
+	if format == "json" {
+		return writeJSON(c.App.Writer, p)
+	}
+	holds := map[string]string{}
+	for ns, t := range res.Footprint.Inv.Holds() {
+		holds[ns] = t.String()
+	}
+	style(c).Plan(c.App.Writer, p, holds)
+	return nil
+}
+
+func style(c *cli.Context) render.Style {
+	st := render.StyleFor(c.App.Writer)
+	if c.Bool("verbose") {
+		st.PerPhase = 0
+	}
+	return st
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// progress shows a spinner on a terminal; elsewhere it prints nothing, so
+// logs and pipes stay clean.
+func progress(w io.Writer, msg string) func() {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return func() {}
+	}
+	s := spinner.New(spinner.CharSets[14], 100*time.Millisecond, spinner.WithWriter(f))
+	s.Suffix = " " + msg
+	s.Start()
+	return s.Stop
+}
