@@ -31,6 +31,11 @@ type AuditEvent struct {
 	ResponseStatus *struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
+	// RequestObject is recorded for deletes only, whose DeleteOptions (and
+	// so dryRun) travel in the body, not the URL.
+	RequestObject *struct {
+		DryRun []string `json:"dryRun"`
+	} `json:"requestObject"`
 }
 
 // IsWrite reports whether the request asked to change state.
@@ -43,11 +48,15 @@ func (e AuditEvent) IsWrite() bool {
 }
 
 // Persisted reports whether the request changed what is stored: a write that
-// completed successfully and was not a dry run.
+// completed successfully and was not a dry run. Reviews (access, token,
+// subject) are POSTed but never stored.
 func (e AuditEvent) Persisted() bool {
+	if e.ObjectRef != nil && strings.HasSuffix(e.ObjectRef.Resource, "reviews") {
+		return false
+	}
 	return e.IsWrite() && e.Stage == "ResponseComplete" &&
 		e.ResponseStatus != nil && e.ResponseStatus.Code < 300 &&
-		!strings.Contains(e.RequestURI, "dryRun=")
+		!strings.Contains(e.RequestURI, "dryRun=") && (e.RequestObject == nil || len(e.RequestObject.DryRun) == 0)
 }
 
 // AuditEvents reads the audit log (Options.Audit must have been set).

@@ -335,5 +335,8 @@ const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+# Deletes carry dryRun in their body: record it.
+- level: Request
+  verbs: ["delete", "deletecollection"]
 - level: Metadata
 `

@@ -1,0 +1,281 @@
+package uninstall_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+
+	"github.com/ks-clean/ks-clean/exitcode"
+	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/teardown"
+	"github.com/ks-clean/ks-clean/test/controlplane"
+	"github.com/ks-clean/ks-clean/test/fixture"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+const user = "ks-clean-operator"
+
+type env struct {
+	cp      *controlplane.ControlPlane
+	s       *fixture.Seeder
+	cfg     *rest.Config
+	clients *kube.Clients
+	plan    *plan.Plan
+	dir     string
+}
+
+// setup seeds a scenario, starts the garbage collector and namespace
+// controller (after seeding, as in a cluster where KubeSphere has been
+// installed for long), and plans as a separate user.
+func setup(t *testing.T, scenario string) *env {
+	t.Helper()
+	ctx := context.Background()
+	cp := controlplane.StartT(t, controlplane.Options{Audit: true, NoControllerManager: true})
+	s, err := fixture.NewSeeder(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := fixture.ScenarioByName(scenario)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Seed(ctx, s, fixture.Options{}); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	if err := cp.StartControllerManager(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := cp.AddUser(user, "system:masters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{cp: cp, s: s, cfg: cfg, dir: t.TempDir()}
+	e.clients = e.newClients(t)
+	res, err := scan.Run(ctx, e.clients, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.plan, err = teardown.Build(res, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) newClients(t *testing.T) *kube.Clients {
+	c, err := kube.New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) apply(t *testing.T, p *plan.Plan, o uninstall.Options) (*uninstall.Result, error) {
+	t.Helper()
+	if o.FinalizerTimeout == 0 {
+		o.FinalizerTimeout = 20 * time.Second
+	}
+	if o.PhaseTimeout == 0 {
+		o.PhaseTimeout = 2 * time.Minute
+	}
+	a := &uninstall.Apply{Clients: e.newClients(t), Plan: p, PlanPath: filepath.Join(e.dir, "plan.json"), Options: o}
+	return a.Run(context.Background())
+}
+
+// assertNothingLost: every seeded user object is present with its UID.
+func (e *env) assertNothingLost(t *testing.T) {
+	t.Helper()
+	missing, err := e.s.Missing(context.Background(), e.s.Seeded.Protected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d user objects lost: %v", len(missing), missing)
+	}
+}
+
+func TestApplyScenarios(t *testing.T) {
+	for _, sc := range fixture.Scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			e := setup(t, sc.Name)
+			mark := e.cp.AuditMark()
+			start := time.Now()
+			res, err := e.apply(t, e.plan, uninstall.Options{})
+			if err != nil {
+				t.Fatalf("apply: %v\n%+v", err, failed(res))
+			}
+			writes, _ := e.cp.PersistedWritesSince(mark, user)
+			t.Logf("apply %s: %s, %d steps done, %d skipped, %d objects backed up, %d persisted writes",
+				sc.Name, time.Since(start).Round(time.Millisecond), res.Done, res.Skipped, res.BackedUp, len(writes))
+			if res.Verification == nil || !res.Verification.OK {
+				t.Fatalf("verification: %+v", res.Verification)
+			}
+			e.assertNothingLost(t)
+			present, err := e.s.Present(context.Background(), e.s.Seeded.Footprint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(present) > 0 {
+				t.Fatalf("%d footprint objects remain: %v", len(present), present)
+			}
+			after, err := scan.Run(context.Background(), e.newClients(t), scan.Options{})
+			if err != nil || after.Critical() || !after.Footprint.Empty() {
+				t.Fatalf("scan after apply: err %v findings %+v", err, after.Findings)
+			}
+		})
+	}
+}
+
+// The negative control: the same plan without its detach phase loses the
+// workspace namespaces to the garbage collector. It proves that the test
+// above would catch a teardown that forgot to detach.
+func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
+	e := setup(t, "ks33-host")
+	p := *e.plan
+	p.Steps = nil
+	for _, s := range e.plan.Steps {
+		if s.Phase != plan.PhaseDetach {
+			p.Steps = append(p.Steps, s)
+		}
+	}
+	if err := p.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	e.apply(t, &p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 20 * time.Second})
+	ns := fixture.UserNamespace("ws1", 0)
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := e.s.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "app-config", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatalf("without detach, namespace %s kept its data: the apply test could not catch a missing detach", ns)
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	e := setup(t, "incident")
+	mark := e.cp.AuditMark()
+	res, err := e.apply(t, e.plan, uninstall.Options{DryRun: true})
+	if err != nil {
+		t.Fatalf("dry run: %v\n%+v", err, failed(res))
+	}
+	writes, _ := e.cp.PersistedWritesSince(mark, user)
+	if len(writes) > 0 {
+		t.Fatalf("dry run persisted %d writes, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
+	}
+	if res.Done == 0 {
+		t.Fatalf("dry run reported no step that would succeed")
+	}
+	e.assertNothingLost(t)
+	if present, _ := e.s.Present(context.Background(), e.s.Seeded.Footprint); len(present) != len(e.s.Seeded.Footprint) {
+		t.Fatalf("dry run removed %d footprint objects", len(e.s.Seeded.Footprint)-len(present))
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	e := setup(t, "incident")
+	other := setup(t, "clean")
+	check := func(name string, p *plan.Plan, o uninstall.Options, want string) {
+		t.Helper()
+		mark := e.cp.AuditMark()
+		_, err := e.apply(t, p, o)
+		if err == nil || !strings.Contains(err.Error(), want) || exitcode.Of(err) != exitcode.Usage {
+			t.Errorf("%s: err = %v (exit %d), want a refusal containing %q", name, err, exitcode.Of(err), want)
+		}
+		writes, _ := e.cp.PersistedWritesSince(mark, user)
+		for _, w := range writes {
+			t.Errorf("%s: refused apply wrote %s %s", name, w.Verb, w.RequestURI)
+		}
+	}
+	check("plan for another cluster", other.plan, uninstall.Options{}, "was made for cluster")
+
+	tampered := *e.plan
+	tampered.Steps = append([]plan.Step(nil), e.plan.Steps...)
+	tampered.Steps[len(tampered.Steps)-2].Target.Name = "prod-ws1-1"
+	check("tampered plan", &tampered, uninstall.Options{}, "digest does not match")
+
+	stale := *e.plan
+	stale.CreatedAt = time.Now().Add(-48 * time.Hour)
+	stale.Seal()
+	check("stale plan", &stale, uninstall.Options{}, "old")
+
+	check("unwritable backup dir", e.plan, uninstall.Options{BackupDir: "/proc/ks-clean-backup"}, "backup directory")
+}
+
+// An object deleted and re-created after planning is another object: the
+// UID precondition leaves it alone.
+func TestRecreatedObjectIsLeftAlone(t *testing.T) {
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	crs := e.s.Kube.RbacV1().ClusterRoles()
+	old, err := crs.Get(ctx, "kubefed-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crs.Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	old.ResourceVersion, old.UID = "", ""
+	fresh, err := crs.Create(ctx, old, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.apply(t, e.plan, uninstall.Options{})
+	if err == nil || !strings.Contains(err.Error(), "verification failed") {
+		t.Fatalf("apply: err = %v, want a verification failure naming the re-created object", err)
+	}
+	got, err := crs.Get(ctx, "kubefed-admin", metav1.GetOptions{})
+	if err != nil || got.UID != fresh.UID {
+		t.Fatalf("re-created ClusterRole: %v (uid %v, want %v)", err, got.UID, fresh.UID)
+	}
+	found := false
+	for _, s := range res.Steps {
+		found = found || (s.Target.Name == "kubefed-admin" && s.Status == uninstall.StatusSkipped && strings.Contains(s.Detail, "re-created"))
+	}
+	if !found {
+		t.Fatalf("no skipped step reports the re-created kubefed-admin")
+	}
+	e.assertNothingLost(t)
+}
+
+// Interrupted after k writes, a rerun of the same plan converges and loses
+// nothing.
+func TestResumeAfterInterruption(t *testing.T) {
+	e := setup(t, "incident")
+	for _, k := range []int{3, 25} {
+		_, err := e.apply(t, e.plan, uninstall.Options{StopAfter: k})
+		if err == nil || !strings.Contains(err.Error(), "interrupted") {
+			t.Fatalf("stop after %d writes: err = %v", k, err)
+		}
+		e.assertNothingLost(t)
+	}
+	res, err := e.apply(t, e.plan, uninstall.Options{})
+	if err != nil {
+		t.Fatalf("resume: %v\n%+v", err, failed(res))
+	}
+	if !res.Verification.OK {
+		t.Fatalf("resume verification: %+v", res.Verification)
+	}
+	e.assertNothingLost(t)
+}
+
+func failed(r *uninstall.Result) []uninstall.StepResult {
+	if r == nil {
+		return nil
+	}
+	var out []uninstall.StepResult
+	for _, s := range r.Steps {
+		if s.Status == uninstall.StatusFailed {
+			out = append(out, s)
+		}
+	}
+	return out
+}

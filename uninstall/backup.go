@@ -1,0 +1,165 @@
+package uninstall
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/pager"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ks-clean/ks-clean/plan"
+)
+
+// backupEntry is one line of the backup index.
+type backupEntry struct {
+	plan.ObjectRef
+	File string `json:"file"`
+}
+
+// backup saves, before any write, every object a step changes or deletes and
+// everything inside the namespaces the plan deletes. Lists, grouped by type,
+// not one GET per object. Secrets are saved whole (files 0600 in a 0700
+// directory) but never printed.
+func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, error) {
+	dir := filepath.Join(a.BackupDir, "objects")
+	index := filepath.Join(a.BackupDir, "index.json")
+	if _, err := os.Stat(index); err == nil {
+		return 0, nil // taken by an earlier run of this plan: it holds the state before any write
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("backup directory %s: %w (choose a writable one with --backup-dir)", a.BackupDir, err)
+	}
+
+	want := map[schema.GroupVersionResource]map[string]bool{} // gvr -> uid set
+	var deletedNS []string
+	for _, s := range a.Plan.Steps {
+		r := targets[s.ID]
+		if r == nil || r.gvr.Resource == "" || s.Action == plan.ActionVerify {
+			continue
+		}
+		if want[r.gvr] == nil {
+			want[r.gvr] = map[string]bool{}
+		}
+		want[r.gvr][s.Target.UID] = true
+		if s.Action == plan.ActionDelete && s.Target.Kind == "Namespace" {
+			deletedNS = append(deletedNS, s.Target.Name)
+		}
+	}
+	nsSet := map[string]bool{}
+	for _, n := range deletedNS {
+		nsSet[n] = true
+	}
+	namespaced, err := a.namespacedResources()
+	if err != nil {
+		return 0, err
+	}
+	for _, gvr := range namespaced {
+		if want[gvr] == nil {
+			want[gvr] = map[string]bool{}
+		}
+	}
+
+	var mu sync.Mutex
+	var entries []backupEntry
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.Concurrency)
+	for gvr, uids := range want {
+		g.Go(func() error {
+			p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return a.Clients.Dynamic.Resource(gvr).List(ctx, o)
+			})
+			err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
+				u := item.(*unstructured.Unstructured)
+				if !uids[string(u.GetUID())] && !nsSet[u.GetNamespace()] {
+					return nil
+				}
+				e, err := writeObject(dir, u)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				entries = append(entries, e)
+				mu.Unlock()
+				return nil
+			})
+			if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("back up %s: %w", gvr.GroupResource(), err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	b, _ := json.MarshalIndent(entries, "", " ")
+	if err := os.WriteFile(index, b, 0o600); err != nil {
+		return 0, fmt.Errorf("write backup index: %w", err)
+	}
+	return len(entries), nil
+}
+
+func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) {
+	ns := u.GetNamespace()
+	if ns == "" {
+		ns = "_cluster"
+	}
+	kind := u.GetKind()
+	if g := u.GroupVersionKind().Group; g != "" {
+		kind += "." + g
+	}
+	rel := filepath.Join(ns, kind, strings.ReplaceAll(u.GetName(), "/", "_")+".json")
+	path := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return backupEntry{}, err
+	}
+	b, err := json.MarshalIndent(u.Object, "", " ")
+	if err != nil {
+		return backupEntry{}, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return backupEntry{}, err
+	}
+	return backupEntry{ObjectRef: plan.ObjectRef{
+		APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(),
+		UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
+	}, File: filepath.Join("objects", rel)}, nil
+}
+
+// namespacedResources lists every listable namespaced type, to back up the
+// content of namespaces the plan deletes.
+func (a *Apply) namespacedResources() ([]schema.GroupVersionResource, error) {
+	lists, err := a.Clients.Discovery.ServerPreferredNamespacedResources()
+	if err != nil && len(lists) == 0 {
+		return nil, fmt.Errorf("discover resources for the backup: %w", err)
+	}
+	var out []schema.GroupVersionResource
+	for _, l := range lists {
+		gv, _ := schema.ParseGroupVersion(l.GroupVersion)
+		for _, r := range l.APIResources {
+			if strings.Contains(r.Name, "/") || (gv.Group == "" && r.Name == "events") || gv.Group == "events.k8s.io" {
+				continue
+			}
+			for _, v := range r.Verbs {
+				if v == "list" {
+					out = append(out, gv.WithResource(r.Name))
+					break
+				}
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,101 @@
+package uninstall
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Step outcomes recorded in the journal and the result.
+const (
+	StatusDone    = "done"
+	StatusSkipped = "skipped" // nothing to do: gone already, or re-created since planning and left alone
+	StatusFailed  = "failed"
+)
+
+// entry is one journal line.
+type entry struct {
+	Step   string    `json:"step"`
+	Status string    `json:"status"`
+	Detail string    `json:"detail,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// journal records progress as it happens, one JSON line per finished step,
+// so a rerun after a crash or Ctrl-C skips what is done and converges.
+type journal struct {
+	mu   sync.Mutex
+	f    *os.File
+	done map[string]entry
+}
+
+func openJournal(dir, digest string) (*journal, error) {
+	path := filepath.Join(dir, "journal.jsonl")
+	j := &journal{done: map[string]entry{}}
+	if b, err := os.Open(path); err == nil {
+		sc := bufio.NewScanner(b)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		first := true
+		for sc.Scan() {
+			var e entry
+			if json.Unmarshal(sc.Bytes(), &e) != nil {
+				continue // a line cut by a crash
+			}
+			if first {
+				first = false
+				if e.Step == "plan" && e.Detail != digest {
+					b.Close()
+					return nil, fmt.Errorf("journal %s belongs to another plan (%s): use another --backup-dir for this plan", path, e.Detail)
+				}
+				continue
+			}
+			if e.Status == StatusDone || e.Status == StatusSkipped {
+				j.done[e.Step] = e
+			}
+		}
+		b.Close()
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	j.f = f
+	if st, _ := f.Stat(); st != nil && st.Size() == 0 {
+		j.write(entry{Step: "plan", Status: "started", Detail: digest, At: time.Now().UTC()})
+	}
+	return j, nil
+}
+
+func (j *journal) isDone(step string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, ok := j.done[step]
+	return ok
+}
+
+func (j *journal) record(step, status, detail string) {
+	e := entry{Step: step, Status: status, Detail: detail, At: time.Now().UTC()}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if status != StatusFailed {
+		j.done[step] = e
+	}
+	j.write(e)
+}
+
+// write appends and syncs: a line is on disk before the next write starts.
+func (j *journal) write(e entry) {
+	b, _ := json.Marshal(e)
+	j.f.Write(append(b, '\n'))
+	j.f.Sync()
+}
+
+func (j *journal) close() {
+	if j != nil && j.f != nil {
+		j.f.Close()
+	}
+}

@@ -1,0 +1,384 @@
+package uninstall
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/pager"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/ks-clean/ks-clean/plan"
+)
+
+var backoff = wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 5 * time.Second}
+
+// retriable: throttling, server trouble, timeouts, dropped connections.
+func retriable(err error) bool {
+	if strings.Contains(err.Error(), "failed calling webhook") {
+		return false // a webhook without a backend will not come back by itself
+	}
+	var ne net.Error
+	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
+		errors.As(err, &ne) || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
+}
+
+// errRecreated marks a target whose UID differs from the plan's.
+var errRecreated = errors.New("re-created since planning (another UID); left alone")
+
+func (x *executor) ri(s *plan.Step) dynamic.ResourceInterface {
+	r := x.targets[s.ID]
+	if r.namespaced {
+		return x.Clients.Dynamic.Resource(r.gvr).Namespace(s.Target.Namespace)
+	}
+	return x.Clients.Dynamic.Resource(r.gvr)
+}
+
+func (x *executor) dryRun() []string {
+	if x.DryRun {
+		return []string{metav1.DryRunAll}
+	}
+	return nil
+}
+
+// runStep executes one step and records its outcome.
+func (x *executor) runStep(s *plan.Step) (string, string) {
+	if x.journal != nil && x.journal.isDone(s.ID) {
+		return StatusSkipped, "done in an earlier run"
+	}
+	status, detail := x.exec(s)
+	x.record(s, status, detail)
+	return status, detail
+}
+
+func (x *executor) exec(s *plan.Step) (string, string) {
+	if r := x.targets[s.ID]; r != nil && r.gone {
+		return StatusSkipped, "its type no longer exists, so neither does it"
+	}
+	var detail string
+	err := retry.OnError(backoff, retriable, func() error {
+		var err error
+		switch s.Action {
+		case plan.ActionScale:
+			detail, err = x.scale(s)
+		case plan.ActionPatch:
+			detail, err = x.patch(s)
+		case plan.ActionDelete:
+			detail, err = x.delete(s)
+		case plan.ActionHelmUninstall:
+			detail, err = x.helmUninstall(s)
+		case plan.ActionVerify:
+			detail = "checked before the first write"
+		default:
+			err = fmt.Errorf("unknown action %q", s.Action)
+		}
+		return err
+	})
+	switch {
+	case err == nil && strings.HasPrefix(detail, "skip:"):
+		return StatusSkipped, strings.TrimPrefix(detail, "skip: ")
+	case err == nil:
+		return StatusDone, detail
+	case errors.Is(err, errRecreated):
+		return StatusSkipped, err.Error()
+	case apierrors.IsNotFound(err):
+		return StatusSkipped, "already gone"
+	case x.DryRun && x.blockedInDryRun(err) != "":
+		return StatusSkipped, x.blockedInDryRun(err)
+	default:
+		return StatusFailed, fmt.Sprintf("%s %s: %v", s.Action, s.Target, err)
+	}
+}
+
+func (x *executor) written() { x.countWrite() }
+
+// scale sets replicas to 0, guarded by the UID the plan recorded.
+func (x *executor) scale(s *plan.Step) (string, error) {
+	ops := []map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
+		{"op": "replace", "path": "/spec/replicas", "value": 0},
+	}
+	if err := x.jsonPatch(s, ops); err != nil {
+		return "", err
+	}
+	return "replicas 0", nil
+}
+
+// patch removes exactly what the step lists. It reads the object first and
+// sends a JSON patch whose test operations pin what it read, so a change
+// made meanwhile fails the patch (and the retry re-reads) instead of being
+// overwritten.
+func (x *executor) patch(s *plan.Step) (string, error) {
+	cur, err := x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if string(cur.GetUID()) != s.Target.UID {
+		return "", errRecreated
+	}
+	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
+	var did []string
+	rm := s.Remove
+	if rm == nil {
+		return "skip: nothing to remove", nil
+	}
+	if len(rm.OwnerReferences) > 0 {
+		drop := set(rm.OwnerReferences)
+		refs := cur.GetOwnerReferences()
+		var keep []metav1.OwnerReference
+		for _, r := range refs {
+			if !drop[string(r.UID)] {
+				keep = append(keep, r)
+			}
+		}
+		if len(keep) < len(refs) {
+			ops = append(ops, map[string]any{"op": "test", "path": "/metadata/ownerReferences", "value": refs})
+			if len(keep) == 0 {
+				ops = append(ops, map[string]any{"op": "remove", "path": "/metadata/ownerReferences"})
+			} else {
+				ops = append(ops, map[string]any{"op": "replace", "path": "/metadata/ownerReferences", "value": keep})
+			}
+			did = append(did, fmt.Sprintf("%d ownerReferences", len(refs)-len(keep)))
+		}
+	}
+	if len(rm.Finalizers) > 0 {
+		drop := set(rm.Finalizers)
+		fins := cur.GetFinalizers()
+		keep := []string{}
+		for _, f := range fins {
+			if !drop[f] {
+				keep = append(keep, f)
+			}
+		}
+		if len(keep) < len(fins) {
+			ops = append(ops,
+				map[string]any{"op": "test", "path": "/metadata/finalizers", "value": fins},
+				map[string]any{"op": "replace", "path": "/metadata/finalizers", "value": keep})
+			did = append(did, "finalizers "+strings.Join(rm.Finalizers, ","))
+		}
+	}
+	labels := cur.GetLabels()
+	for _, k := range rm.Labels {
+		if v, ok := labels[k]; ok {
+			p := "/metadata/labels/" + escapePointer(k)
+			ops = append(ops, map[string]any{"op": "test", "path": p, "value": v}, map[string]any{"op": "remove", "path": p})
+			did = append(did, "label "+k)
+		}
+	}
+	if len(did) == 0 {
+		return "skip: nothing left to remove", nil
+	}
+	if err := x.jsonPatch(s, ops); err != nil {
+		return "", err
+	}
+	return "removed " + strings.Join(did, ", "), nil
+}
+
+func (x *executor) jsonPatch(s *plan.Step, ops []map[string]any) error {
+	body, _ := json.Marshal(ops)
+	_, err := x.ri(s).Patch(x.writeCtx, s.Target.Name, types.JSONPatchType, body, metav1.PatchOptions{DryRun: x.dryRun()})
+	if err == nil {
+		x.written()
+		return nil
+	}
+	// A failed test operation: the object changed since it was read (or was
+	// re-created). Re-read and decide again.
+	if apierrors.IsInvalid(err) || apierrors.IsConflict(err) || strings.Contains(err.Error(), "testing value") || strings.Contains(err.Error(), "test operation") {
+		cur, gerr := x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return gerr
+		}
+		if string(cur.GetUID()) != s.Target.UID {
+			return errRecreated
+		}
+		return apierrors.NewConflict(x.targets[s.ID].gvr.GroupResource(), s.Target.Name, err) // retried
+	}
+	return err
+}
+
+// delete deletes with the UID precondition: an object re-created since
+// planning is another object and is left alone.
+func (x *executor) delete(s *plan.Step) (string, error) {
+	uid := types.UID(s.Target.UID)
+	bg := metav1.DeletePropagationBackground
+	err := x.ri(s).Delete(x.writeCtx, s.Target.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &bg, DryRun: x.dryRun(),
+	})
+	if apierrors.IsConflict(err) {
+		return "", errRecreated
+	}
+	if err != nil {
+		return "", err
+	}
+	x.written()
+	return "deleted", nil
+}
+
+func set(ss []string) map[string]bool {
+	m := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		m[s] = true
+	}
+	return m
+}
+
+// escapePointer escapes a JSON pointer segment (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// waitPhase waits until the phase's delete targets are gone. Footprint
+// objects still present after FinalizerTimeout lose their finalizers (their
+// controllers are stopped); a namespace still present loses the finalizers of
+// what it holds. Protected objects are never delete targets, so never touched
+// here.
+func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error) {
+	var pending []*plan.Step
+	for i := range x.Plan.Steps {
+		s := &x.Plan.Steps[i]
+		if s.Phase == ph && s.Action == plan.ActionDelete && !x.targets[s.ID].gone {
+			pending = append(pending, s)
+		}
+	}
+	start := time.Now()
+	stripped := false
+	for {
+		var left []*plan.Step
+		for _, s := range pending {
+			cur, err := x.ri(s).Get(ctx, s.Target.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) || (err == nil && string(cur.GetUID()) != s.Target.UID) {
+				continue
+			}
+			if err != nil && !retriable(err) {
+				return "", fmt.Errorf("wait for %s: %w", s.Target, err)
+			}
+			left = append(left, s)
+		}
+		pending = left
+		if len(pending) == 0 {
+			msg := fmt.Sprintf("all gone after %s", time.Since(start).Round(100*time.Millisecond))
+			if stripped {
+				msg += " (finalizers removed after --finalizer-timeout)"
+			}
+			return msg, nil
+		}
+		if ctx.Err() != nil {
+			return "", ErrInterrupted
+		}
+		if !stripped && time.Since(start) > x.FinalizerTimeout {
+			for _, s := range pending {
+				x.stripFinalizers(s)
+			}
+			stripped = true
+		}
+		if time.Since(start) > x.PhaseTimeout {
+			var names []string
+			for i, s := range pending {
+				if i == 10 {
+					names = append(names, fmt.Sprintf("and %d more", len(pending)-10))
+					break
+				}
+				names = append(names, s.Target.String())
+			}
+			return "", fmt.Errorf("still present after %s: %s; see `ks-clean scan` for why (finalizers, stuck content), then run apply again", x.PhaseTimeout, strings.Join(names, ", "))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (x *executor) stripFinalizers(s *plan.Step) {
+	ops := []map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
+		{"op": "replace", "path": "/metadata/finalizers", "value": []string{}},
+	}
+	_ = x.jsonPatch(s, ops)
+	if s.Target.Kind != "Namespace" {
+		return
+	}
+	gvrs, err := x.namespacedResources()
+	if err != nil {
+		return
+	}
+	for _, gvr := range gvrs {
+		ri := x.Clients.Dynamic.Resource(gvr).Namespace(s.Target.Name)
+		p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
+		_ = p.EachListItem(x.writeCtx, metav1.ListOptions{}, func(obj runtime.Object) error {
+			item := obj.(*unstructured.Unstructured)
+			if len(item.GetFinalizers()) == 0 {
+				return nil
+			}
+			body, _ := json.Marshal([]map[string]any{
+				{"op": "test", "path": "/metadata/uid", "value": string(item.GetUID())},
+				{"op": "replace", "path": "/metadata/finalizers", "value": []string{}},
+			})
+			if _, err := ri.Patch(x.writeCtx, item.GetName(), types.JSONPatchType, body, metav1.PatchOptions{}); err == nil {
+				x.written()
+			}
+			return nil
+		})
+	}
+}
+
+// blockedInDryRun explains a dry-run refusal by a webhook that the plan
+// deletes earlier: a dry run cannot delete it, so the refusal says nothing
+// about the real run.
+func (x *executor) blockedInDryRun(err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, `failed calling webhook "`)
+	if i < 0 {
+		return ""
+	}
+	name := msg[i+len(`failed calling webhook "`):]
+	name = name[:strings.IndexByte(name, '"')]
+	if cfg := x.plannedHooks[name]; cfg != "" {
+		return fmt.Sprintf("would run once webhook %s (%s) is deleted, which the plan does earlier; a dry run cannot delete it", name, cfg)
+	}
+	return ""
+}
+
+// hooksDeletedByPlan maps the webhooks inside configurations the plan
+// deletes to their configuration's name.
+func (a *Apply) hooksDeletedByPlan(ctx context.Context) map[string]string {
+	deleted := map[string]bool{}
+	for _, s := range a.Plan.Steps {
+		if s.Action == plan.ActionDelete && strings.HasSuffix(s.Target.Kind, "WebhookConfiguration") {
+			deleted[s.Target.UID] = true
+		}
+	}
+	out := map[string]string{}
+	adm := a.Clients.Kube.AdmissionregistrationV1()
+	if l, err := adm.ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, c := range l.Items {
+			for _, h := range c.Webhooks {
+				if deleted[string(c.UID)] {
+					out[h.Name] = c.Name
+				}
+			}
+		}
+	}
+	if l, err := adm.MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, c := range l.Items {
+			for _, h := range c.Webhooks {
+				if deleted[string(c.UID)] {
+					out[h.Name] = c.Name
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,71 @@
+package uninstall
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ks-clean/ks-clean/footprint"
+	"github.com/ks-clean/ks-clean/scan"
+)
+
+// Verification is the check at the end.
+type Verification struct {
+	OK bool `json:"ok"`
+	// Remaining counts KubeSphere/KubeFed objects, releases and ties left.
+	Remaining        int      `json:"remaining"`
+	ProtectedChecked int      `json:"protectedChecked"`
+	Problems         []string `json:"problems,omitempty"`
+}
+
+// verify rescans: success only when nothing of KubeSphere/KubeFed remains
+// and every protected object is present with the UID the plan recorded and
+// no owner reference into what was deleted.
+func (a *Apply) verify(ctx context.Context) (*Verification, error) {
+	// Workspace labels left on purpose (--keep-workspace-labels) are not a
+	// remnant: they tie nothing once KubeSphere is gone.
+	res, err := scan.Run(ctx, a.Clients, scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: true}})
+	if err != nil {
+		return nil, fmt.Errorf("verify (rescan): %w", err)
+	}
+	fp := res.Footprint
+	v := &Verification{}
+	add := func(format string, args ...any) { v.Problems = append(v.Problems, fmt.Sprintf(format, args...)) }
+	for i, m := range fp.Members {
+		if i < 10 {
+			add("%s %s/%s remains", m.Obj.Resource.Kind, m.Obj.GetNamespace(), m.Obj.GetName())
+		}
+	}
+	for _, r := range fp.Releases {
+		add("Helm release %s/%s remains", r.Namespace, r.Name)
+	}
+	for i, d := range fp.Detach {
+		if i < 10 {
+			add("%s %s/%s is still tied to KubeSphere/KubeFed (%s)", d.Obj.Resource.Kind, d.Obj.GetNamespace(), d.Obj.GetName(), d.Reason)
+		}
+	}
+	v.Remaining = len(fp.Members) + len(fp.Releases) + len(fp.Detach)
+
+	deleted := map[types.UID]bool{}
+	for _, s := range a.Plan.Steps {
+		if s.Action == "delete" {
+			deleted[types.UID(s.Target.UID)] = true
+		}
+	}
+	for _, p := range a.Plan.Protected {
+		v.ProtectedChecked++
+		o := fp.Inv.ByUID(types.UID(p.UID))
+		if o == nil {
+			add("protected %s is missing or was replaced (UID %s not found)", p, p.UID)
+			continue
+		}
+		for _, ref := range o.GetOwnerReferences() {
+			if deleted[ref.UID] {
+				add("protected %s still has an owner reference to deleted %s %s", p, ref.Kind, ref.Name)
+			}
+		}
+	}
+	v.OK = len(v.Problems) == 0
+	return v, nil
+}
