@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +40,9 @@ var (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C cancels ctx so apply stops between steps (its journal
+	// resumes); a second one kills at once.
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -55,10 +59,11 @@ Workspaces, and the garbage collector deletes the namespaces they own.
 Workflow:
    ks-clean scan                  read-only: footprint and hazards (exit 3 if critical)
    ks-clean plan --out plan.json  read-only: the ordered teardown, saved for review
-   ks-clean apply plan.json       executes exactly that plan (coming)
+   ks-clean apply plan.json       executes exactly that plan: backup first, then phase by phase
 
 The cluster is chosen like kubectl: --kubeconfig, else KUBECONFIG (files
-merged), else ~/.kube/config, else the in-cluster config of a Pod.
+merged), else ~/.kube/config, else the in-cluster config of a Pod. Global
+options may come before or after the command: ks-clean scan --context prod.
 
 Exit codes: 0 ok, 1 error, 2 bad usage or refused input (nothing changed),
 3 critical hazard found.`
@@ -73,19 +78,86 @@ func app(stdout, stderr io.Writer) *cli.App {
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "kubeconfig", Usage: "kubeconfig file (default: KUBECONFIG, then ~/.kube/config)"},
-			&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use (default: the current context)"},
-			&cli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Usage: "timeout of each API request"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every object and step, and say what is being read"},
-		},
-		Commands: commands(),
+		Flags:                globalFlags(""),
+		Commands:             withGlobals(commands()),
+		OnUsageError:         usageError,
 		CommandNotFound: func(c *cli.Context, name string) {
 			// Reported by run, which also sets the exit code.
 			c.App.Metadata["notFound"] = name
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run decides exit codes
 	}
+}
+
+// globalFlags are kubectl's connection flags plus --verbose. Each call
+// returns new flags: urfave/cli keeps parse state in them.
+func globalFlags(category string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "kubeconfig", Category: category, Usage: "kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then the in-cluster config)"},
+		&cli.StringFlag{Name: "context", Category: category, Usage: "kubeconfig context to use (default: the current context)"},
+		&cli.DurationFlag{Name: "request-timeout", Category: category, Value: 30 * time.Second, Usage: "timeout of each API request (0: none)"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Category: category, Usage: "list every object and step, and say which cluster is used"},
+	}
+}
+
+// withGlobals lets every command take the global flags after its name too
+// (ks-clean scan --context prod), as kubectl does, turns flag errors into
+// exit 2 without a page of help, and refuses arguments a command does not
+// take, so a flag written after a stray word is never silently ignored.
+// Commands added to commands() get all this without doing anything.
+func withGlobals(cmds []*cli.Command) []*cli.Command {
+	for _, cmd := range cmds {
+		cmd.Flags = append(cmd.Flags, globalFlags("Global (also accepted before the command)")...)
+		cmd.HideHelpCommand = true
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = usageError
+		}
+		before := cmd.Before
+		cmd.Before = func(c *cli.Context) error {
+			if c.Command.ArgsUsage == "" && c.Args().Present() {
+				return exitcode.New(exitcode.Usage, fmt.Errorf("%s takes no arguments, got %q: run '%s --help'", c.Command.HelpName, c.Args().First(), c.Command.HelpName))
+			}
+			if err := shareGlobals(c); err != nil {
+				return err
+			}
+			if before != nil {
+				return before(c)
+			}
+			return nil
+		}
+	}
+	return cmds
+}
+
+// shareGlobals makes each global flag read the same on the command's and the
+// app's context, wherever it was given (after the command wins), so
+// c.String("context") is right in any command.
+func shareGlobals(c *cli.Context) error {
+	parent := c.Lineage()[1]
+	for _, f := range globalFlags("") {
+		name := f.Names()[0]
+		var err error
+		switch {
+		case c.IsSet(name):
+			err = parent.Set(name, fmt.Sprint(c.Value(name)))
+		case parent.IsSet(name):
+			err = c.Set(name, fmt.Sprint(parent.Value(name)))
+		}
+		if err != nil {
+			return fmt.Errorf("flag --%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// usageError reports a flag error in one line with exit code 2, instead of
+// urfave/cli's page of help.
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := c.App.Name
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return exitcode.New(exitcode.Usage, fmt.Errorf("%w: run '%s --help'", err, name))
 }
 
 func commands() []*cli.Command {
@@ -101,7 +173,11 @@ func commands() []*cli.Command {
 			Usage: "print the version",
 			Flags: []cli.Flag{output},
 			Action: func(c *cli.Context) error {
-				if c.String("output") == "json" {
+				format, err := outputFormat(c)
+				if err != nil {
+					return err
+				}
+				if format == "json" {
 					return writeJSON(c.App.Writer, map[string]string{"version": version, "commit": commit, "go": runtime.Version()})
 				}
 				fmt.Fprintf(c.App.Writer, "ks-clean %s (%s) %s\n", version, commit, runtime.Version())
@@ -136,6 +212,42 @@ its safety rules before it is written.
 			),
 			Action: runPlan,
 		},
+		{
+			Name:      "apply",
+			Usage:     "execute a saved plan: backup first, preconditions on every write, verified at the end",
+			ArgsUsage: "PLAN",
+			Description: `Executes exactly the steps of PLAN (from 'ks-clean plan --out PLAN').
+
+Before the first write it refuses (exit 2, nothing changed) a plan that was
+edited, made for another cluster, older than --max-age, or that needs
+permissions this user lacks, and waits for no one: a second apply on the same
+cluster is refused while the first holds its Lease.
+
+Every object a step changes or deletes, and everything in the namespaces it
+deletes, is saved under --backup-dir first (0700; Secrets saved, never
+printed). Deletes carry the UID the plan recorded: an object re-created since
+is left alone. Progress is journaled: after a crash or Ctrl-C, the same
+command resumes. At the end a rescan must find nothing of KubeSphere/KubeFed
+and every protected object with its UID.
+
+Without --confirm, on a terminal you are asked to type the context name; with
+no terminal, apply refuses. --dry-run sends every write with dryRun=All.`,
+			Flags: []cli.Flag{
+				output,
+				&cli.BoolFlag{Name: "confirm", Usage: "do not ask: apply the plan"},
+				&cli.BoolFlag{Name: "dry-run", Usage: "send every write with dryRun=All: nothing is stored"},
+				&cli.StringFlag{Name: "backup-dir", Usage: "backup and journal directory (default: PLAN.apply)"},
+				&cli.DurationFlag{Name: "max-age", Value: 24 * time.Hour, Usage: "refuse plans older than this"},
+				&cli.BoolFlag{Name: "allow-stale", Usage: "apply a plan older than --max-age"},
+				&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "writes in flight at once within a phase (1-64)"},
+				&cli.DurationFlag{Name: "finalizer-timeout", Value: 60 * time.Second, Usage: "after this, footprint objects still present lose their finalizers"},
+				&cli.DurationFlag{Name: "phase-timeout", Value: 10 * time.Minute, Usage: "give up waiting for a phase's deletions after this"},
+				&cli.BoolFlag{Name: "helm-hooks", Usage: "run Helm uninstall hooks (off: they need images a broken cluster may not pull)"},
+				&cli.Float64Flag{Name: "qps", Value: 50, Usage: "client-side requests per second"},
+				&cli.IntFlag{Name: "burst", Value: 100, Usage: "client-side burst"},
+			},
+			Action: runApply,
+		},
 	}
 }
 
@@ -143,26 +255,103 @@ its safety rules before it is written.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := app(stdout, stderr)
 	a.Metadata = map[string]any{}
-	err := a.RunContext(ctx, args)
+	err := a.RunContext(ctx, flagsFirst(a, args))
 	if name, ok := a.Metadata["notFound"].(string); ok {
 		err = exitcode.New(exitcode.Error, fmt.Errorf("unknown command %q: run 'ks-clean --help' for the commands", name))
 	}
-	if err != nil {
+	if err != nil && err.Error() != "" { // exitcode.New(code, nil): already explained
 		fmt.Fprintf(stderr, "ks-clean: %v\n", err)
 	}
 	return exitcode.Of(err)
 }
 
-// connect resolves the cluster from the global flags and builds clients.
-func connect(c *cli.Context) (*kubeconfig.Cluster, *kube.Clients, error) {
+// flagsFirst moves a command's flags before its positional arguments:
+// urfave/cli v2 stops parsing flags at the first argument, and
+// `ks-clean apply plan.json --confirm` is how people write it.
+func flagsFirst(a *cli.App, args []string) []string {
+	globalValue := takesValue(a.Flags)
+	for i := 1; i < len(args); i++ {
+		cmd := a.Command(args[i])
+		if cmd == nil {
+			name := strings.TrimLeft(args[i], "-")
+			if !strings.HasPrefix(args[i], "-") {
+				return args // not a command: let cli report it
+			}
+			if !strings.Contains(name, "=") && globalValue[name] {
+				i++ // the global flag's value
+			}
+			continue
+		}
+		cmdValue := takesValue(cmd.Flags)
+		var flags, pos []string
+		rest := args[i+1:]
+		for j := 0; j < len(rest); j++ {
+			x := rest[j]
+			if x == "--" {
+				pos = append(pos, rest[j+1:]...)
+				break
+			}
+			if !strings.HasPrefix(x, "-") || x == "-" {
+				pos = append(pos, x)
+				continue
+			}
+			flags = append(flags, x)
+			if name := strings.TrimLeft(x, "-"); !strings.Contains(name, "=") && cmdValue[name] && j+1 < len(rest) {
+				j++
+				flags = append(flags, rest[j])
+			}
+		}
+		out := append(append([]string{}, args[:i+1]...), flags...)
+		return append(out, pos...)
+	}
+	return args
+}
+
+// takesValue maps each flag name to whether it takes a value.
+func takesValue(fs []cli.Flag) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range fs {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			out[n] = !isBool
+		}
+	}
+	return out
+}
+
+// loadCluster resolves the cluster from the global flags, as kubectl would.
+func loadCluster(c *cli.Context) (*kubeconfig.Cluster, error) {
+	timeout := c.Duration("request-timeout")
+	if timeout < 0 {
+		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("--request-timeout %s: use 0 (no timeout) or a positive duration such as 30s", timeout))
+	}
 	cl, err := kubeconfig.Load(kubeconfig.Options{
 		Kubeconfig:     c.String("kubeconfig"),
 		Context:        c.String("context"),
-		RequestTimeout: c.Duration("request-timeout"),
+		RequestTimeout: timeout,
 		UserAgent:      "ks-clean/" + version,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if c.Bool("verbose") {
+		if cl.Context == "" {
+			fmt.Fprintf(c.App.ErrWriter, "using the in-cluster config: %s\n", cl.Server)
+		} else {
+			fmt.Fprintf(c.App.ErrWriter, "using context %q from %s: %s\n", cl.Context, cl.Source, cl.Server)
+		}
+	}
+	return cl, nil
+}
+
+// connect resolves the cluster from the global flags and builds clients.
+func connect(c *cli.Context) (*kubeconfig.Cluster, *kube.Clients, error) {
+	cl, err := loadCluster(c)
+	if err != nil {
 		return nil, nil, err
+	}
+	if c.IsSet("qps") {
+		cl.Config.QPS, cl.Config.Burst = float32(c.Float64("qps")), c.Int("burst")
 	}
 	clients, err := kube.New(cl.Config)
 	return cl, clients, err
@@ -185,7 +374,7 @@ func doScan(c *cli.Context) (*scan.Result, *kube.Clients, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	stop := progress(c.App.ErrWriter, "scanning "+cl.Server)
+	stop := spin(c.App.ErrWriter, "scanning "+cl.Server)
 	res, err := scan.Run(c.Context, clients, scan.Options{
 		Context:   cl.Context,
 		Inventory: inventory.Options{Concurrency: c.Int("concurrency")},
@@ -284,9 +473,9 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// progress shows a spinner on a terminal; elsewhere it prints nothing, so
+// spin shows a spinner on a terminal; elsewhere it prints nothing, so
 // logs and pipes stay clean.
-func progress(w io.Writer, msg string) func() {
+func spin(w io.Writer, msg string) func() {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return func() {}

@@ -1,4 +1,6 @@
-// Package exitcode gives ks-clean's exit codes a meaning runbooks can rely on.
+// Package exitcode gives ks-clean's exit codes a meaning runbooks and CI can
+// rely on. Library code returns New(code, err); main maps any error to its
+// code with Of, so a code survives fmt.Errorf("...: %w", err) wrapping.
 package exitcode
 
 import "errors"
@@ -7,22 +9,32 @@ const (
 	OK       = 0
 	Error    = 1 // something failed: the message says what and what to do
 	Usage    = 2 // bad flags or input, or a refusal; nothing was changed
-	Critical = 3 // scan found a critical hazard
+	Critical = 3 // a scan found a critical hazard
 )
 
-// Err carries an exit code with an error.
+// Err carries an exit code with an error. (It cannot be called Error: that
+// name is the code above.)
 type Err struct {
 	Code int
 	Err  error
 }
 
-func (e *Err) Error() string { return e.Err.Error() }
+// Error returns the wrapped message; "" when there is none, for a code whose
+// explanation was already printed.
+func (e *Err) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
 func (e *Err) Unwrap() error { return e.Err }
 
 // New wraps err with a code.
 func New(code int, err error) error { return &Err{Code: code, Err: err} }
 
-// Of returns the exit code for an error: its own, or Error.
+// Of returns the exit code for an error: OK for nil, the code of the
+// outermost *Err in its chain, else Error.
 func Of(err error) int {
 	if err == nil {
 		return OK

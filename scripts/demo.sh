@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export KUBEBUILDER_ASSETS="$(bash scripts/testbin.sh | tail -n 1)"
-[ -x bin/ks-clean ] || go build -o bin/ks-clean .
+go build -o bin/ks-clean .
 go build -o bin/ks-devcluster ./test/cmd/ks-devcluster
 
 dir="$root/.demo"
@@ -32,16 +32,11 @@ export KUBECONFIG="$dir/kubeconfig"
 
 run() { echo; echo "\$ $*"; "$@" || echo "(exit code $?)"; }
 run bin/ks-clean version
-if bin/ks-clean --help | grep -q '^   scan'; then
-  run bin/ks-clean scan
-fi
-if bin/ks-clean --help | grep -q '^   plan'; then
-  run bin/ks-clean plan --out "$dir/plan.json"
-fi
-if bin/ks-clean --help | grep -q '^   apply'; then
-  run bin/ks-clean apply "$dir/plan.json" --confirm
-  run bin/ks-clean scan
-fi
+run bin/ks-clean scan
+run bin/ks-clean plan --out "$dir/plan.json"
+run bin/ks-clean apply "$dir/plan.json" --dry-run
+run bin/ks-clean apply "$dir/plan.json" --confirm
+run bin/ks-clean scan
 
 cat <<MSG
 

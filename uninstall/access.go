@@ -26,6 +26,7 @@ func (a *Apply) needed(targets map[string]*resolved) []access {
 	set := map[access]bool{
 		{verb: "create", resource: schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}}: true,
 		{verb: "list", resource: schema.GroupResource{Resource: "namespaces"}}:                             true,
+		{verb: "get", resource: schema.GroupResource{Resource: "namespaces"}}:                              true,
 	}
 	for _, s := range a.Plan.Steps {
 		r := targets[s.ID]

@@ -222,6 +222,15 @@ func (a *Apply) preflight(ctx context.Context) (map[string]*resolved, error) {
 	if err := plan.Validate(p); err != nil {
 		return nil, refuse("plan %s: %v", a.PlanPath, err)
 	}
+	targets, err := a.resolve()
+	if err != nil {
+		return nil, err
+	}
+	// Permissions first: a user who cannot even read kube-system learns
+	// everything that is missing at once.
+	if err := checkAccess(ctx, a.Clients.Kube, a.needed(targets)); err != nil {
+		return nil, exitcode.New(exitcode.Usage, err)
+	}
 	ks, err := a.Clients.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read kube-system of %s: %w", a.Clients.Config.Host, err)
@@ -232,13 +241,6 @@ func (a *Apply) preflight(ctx context.Context) (map[string]*resolved, error) {
 	}
 	if age := time.Since(p.CreatedAt); age > a.MaxAge && !a.AllowStale {
 		return nil, refuse("plan %s is %s old (limit %s): the cluster may have changed; make a new plan, or pass --allow-stale", a.PlanPath, age.Round(time.Minute), a.MaxAge)
-	}
-	targets, err := a.resolve()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkAccess(ctx, a.Clients.Kube, a.needed(targets)); err != nil {
-		return nil, exitcode.New(exitcode.Usage, err)
 	}
 	return targets, nil
 }

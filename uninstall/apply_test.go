@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -208,6 +209,33 @@ func TestRefusals(t *testing.T) {
 	check("stale plan", &stale, uninstall.Options{}, "old")
 
 	check("unwritable backup dir", e.plan, uninstall.Options{BackupDir: "/proc/ks-clean-backup"}, "backup directory")
+
+	// A user who may only read is refused before any write, with every
+	// missing permission named at once.
+	viewerCfg, _, err := e.cp.AddUser("viewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Kube.RbacV1().ClusterRoleBindings().Create(context.Background(), &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "viewer-view"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: "viewer", APIGroup: "rbac.authorization.k8s.io"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vc, err := kube.New(viewerCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := e.cp.AuditMark()
+	a := &uninstall.Apply{Clients: vc, Plan: e.plan, PlanPath: filepath.Join(t.TempDir(), "plan.json")}
+	_, err = a.Run(context.Background())
+	if err == nil || exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "delete namespaces") || !strings.Contains(err.Error(), "patch deployments.apps/scale") {
+		t.Errorf("viewer apply: err = %v, want a refusal listing the missing permissions", err)
+	}
+	if writes, _ := e.cp.PersistedWritesSince(mark, "viewer"); len(writes) > 0 {
+		t.Errorf("refused viewer apply wrote %d times", len(writes))
+	}
 }
 
 // An object deleted and re-created after planning is another object: the

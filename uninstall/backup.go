@@ -34,8 +34,14 @@ type backupEntry struct {
 func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, error) {
 	dir := filepath.Join(a.BackupDir, "objects")
 	index := filepath.Join(a.BackupDir, "index.json")
-	if _, err := os.Stat(index); err == nil {
-		return 0, nil // taken by an earlier run of this plan: it holds the state before any write
+	if b, err := os.ReadFile(index); err == nil {
+		// Taken by an earlier run of this plan: it holds the state before
+		// any write, which a new backup no longer could.
+		var prev []backupEntry
+		if err := json.Unmarshal(b, &prev); err != nil {
+			return 0, fmt.Errorf("backup index %s is damaged (%v): move it away to take a new backup", index, err)
+		}
+		return len(prev), nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, fmt.Errorf("backup directory %s: %w (choose a writable one with --backup-dir)", a.BackupDir, err)

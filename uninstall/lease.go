@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -41,7 +44,7 @@ func acquireLease(ctx context.Context, kube kubernetes.Interface) (*lease, error
 		if gerr != nil {
 			return nil, gerr
 		}
-		if held(cur) {
+		if held(cur) && !deadLocalHolder(deref(cur.Spec.HolderIdentity)) {
 			return nil, fmt.Errorf("another ks-clean apply holds the cluster (Lease %s/%s, holder %s, renewed %s ago): wait for it to finish; if it died, the lease expires %s after its last renewal",
 				leaseNamespace, leaseName, deref(cur.Spec.HolderIdentity), time.Since(cur.Spec.RenewTime.Time).Round(time.Second), leaseDuration)
 		}
@@ -54,6 +57,22 @@ func acquireLease(ctx context.Context, kube kubernetes.Interface) (*lease, error
 	l.stop, l.done = make(chan struct{}), make(chan struct{})
 	go l.renew()
 	return l, nil
+}
+
+// deadLocalHolder: the holder ran on this host and its process is gone (a
+// crash or SIGKILL); waiting for its lease to expire would only delay the
+// resume.
+func deadLocalHolder(holder string) bool {
+	host, _ := os.Hostname()
+	h, pidStr, ok := strings.Cut(holder, "/")
+	if !ok || h != host {
+		return false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 func held(l *coordinationv1.Lease) bool {
