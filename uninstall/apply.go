@@ -24,8 +24,10 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/ks-clean/ks-clean/exitcode"
+	"github.com/ks-clean/ks-clean/footprint"
 	"github.com/ks-clean/ks-clean/kube"
 	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
 )
 
 // Options of an apply.
@@ -71,6 +73,8 @@ type Apply struct {
 	// PlanPath locates the default backup directory.
 	PlanPath string
 	Options
+
+	noDriftCheck bool // tests only (export_test.go): the negative control
 }
 
 // StepResult is what happened to one step.
@@ -242,7 +246,39 @@ func (a *Apply) preflight(ctx context.Context) (map[string]*resolved, error) {
 	if age := time.Since(p.CreatedAt); age > a.MaxAge && !a.AllowStale {
 		return nil, refuse("plan %s is %s old (limit %s): the cluster may have changed; make a new plan, or pass --allow-stale", a.PlanPath, age.Round(time.Minute), a.MaxAge)
 	}
+	if !a.noDriftCheck {
+		if err := a.checkDrift(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return targets, nil
+}
+
+// checkDrift rescans and refuses when an object the plan does not detach has
+// come to be owned by something the plan deletes (a namespace added to a
+// workspace since planning): deleting the owner would let the garbage
+// collector delete it.
+func (a *Apply) checkDrift(ctx context.Context) error {
+	res, err := scan.Run(ctx, a.Clients, scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: true}})
+	if err != nil {
+		return fmt.Errorf("rescan before applying: %w", err)
+	}
+	detached := map[string]bool{}
+	for _, s := range a.Plan.Steps {
+		if s.Action == plan.ActionPatch && s.Remove != nil && len(s.Remove.OwnerReferences) > 0 {
+			detached[s.Target.UID] = true
+		}
+	}
+	var drift []string
+	for _, d := range res.Footprint.Detach {
+		if len(d.Remove.OwnerReferences) > 0 && !detached[string(d.Obj.GetUID())] {
+			drift = append(drift, fmt.Sprintf("%s %s (%s)", d.Obj.Resource.Kind, strings.Trim(d.Obj.GetNamespace()+"/"+d.Obj.GetName(), "/"), d.Reason))
+		}
+	}
+	if len(drift) > 0 {
+		return exitcode.New(exitcode.Usage, fmt.Errorf("the cluster changed since planning: %s would be deleted with its owner, and the plan does not detach it; make a new plan", strings.Join(drift, "; ")))
+	}
+	return nil
 }
 
 // resolve maps every target's apiVersion/kind to a resource by discovery.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,7 +80,7 @@ func (e *env) newClients(t *testing.T) *kube.Clients {
 	return c
 }
 
-func (e *env) apply(t *testing.T, p *plan.Plan, o uninstall.Options) (*uninstall.Result, error) {
+func (e *env) apply(t *testing.T, p *plan.Plan, o uninstall.Options, tweak ...func(*uninstall.Apply)) (*uninstall.Result, error) {
 	t.Helper()
 	if o.FinalizerTimeout == 0 {
 		o.FinalizerTimeout = 20 * time.Second
@@ -88,6 +89,9 @@ func (e *env) apply(t *testing.T, p *plan.Plan, o uninstall.Options) (*uninstall
 		o.PhaseTimeout = 2 * time.Minute
 	}
 	a := &uninstall.Apply{Clients: e.newClients(t), Plan: p, PlanPath: filepath.Join(e.dir, "plan.json"), Options: o}
+	for _, f := range tweak {
+		f(a)
+	}
 	return a.Run(context.Background())
 }
 
@@ -135,9 +139,10 @@ func TestApplyScenarios(t *testing.T) {
 	}
 }
 
-// The negative control: the same plan without its detach phase loses the
-// workspace namespaces to the garbage collector. It proves that the test
-// above would catch a teardown that forgot to detach.
+// The negative control: the same plan without its detach phase is refused
+// by the drift check; forced through, it loses the workspace namespaces to
+// the garbage collector. It proves that the test above would catch a
+// teardown that forgot to detach.
 func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
 	e := setup(t, "ks33-host")
 	p := *e.plan
@@ -150,9 +155,14 @@ func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
 	if err := p.Seal(); err != nil {
 		t.Fatal(err)
 	}
-	e.apply(t, &p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 20 * time.Second})
+	_, err := e.apply(t, &p, uninstall.Options{})
+	if err == nil || !strings.Contains(err.Error(), "does not detach") {
+		t.Fatalf("plan without detach: err = %v, want the drift check's refusal", err)
+	}
+	e.assertNothingLost(t)
+	e.apply(t, &p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 20 * time.Second}, uninstall.DisableDriftCheck)
 	ns := fixture.UserNamespace("ws1", 0)
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := e.s.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "app-config", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
@@ -306,4 +316,33 @@ func failed(r *uninstall.Result) []uninstall.StepResult {
 		}
 	}
 	return out
+}
+
+// A namespace added to a workspace after planning is owned by a Workspace
+// the plan deletes but is not detached by it: apply refuses before any write.
+func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	ws, err := e.s.Dyn.Resource(fixture.WorkspaceV1alpha1).Get(ctx, "ws1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "prod-late", OwnerReferences: []metav1.OwnerReference{{
+		APIVersion: "tenant.kubesphere.io/v1alpha1", Kind: "Workspace", Name: "ws1", UID: ws.GetUID(), Controller: &yes, BlockOwnerDeletion: &yes,
+	}}}}
+	if _, err := e.s.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mark := e.cp.AuditMark()
+	_, err = e.apply(t, e.plan, uninstall.Options{})
+	if err == nil || !strings.Contains(err.Error(), "prod-late") || exitcode.Of(err) != exitcode.Usage {
+		t.Fatalf("apply after a namespace joined a workspace: err = %v, want a refusal naming prod-late", err)
+	}
+	if writes, _ := e.cp.PersistedWritesSince(mark, user); len(writes) > 0 {
+		t.Fatalf("refused apply wrote %d times", len(writes))
+	}
+	if _, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, "prod-late", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
