@@ -260,14 +260,7 @@ func TestScanAndPlanContract(t *testing.T) {
 // it; JSON output carries the verification.
 func TestApplyCLI(t *testing.T) {
 	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, _ := fixture.NewSeeder(cp.Config)
-	if err := fixture.Incident(ctx, s, fixture.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.StartControllerManager(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cp, s := incidentCluster(t)
 	kc := cp.AdminKubeconfig
 	planFile := filepath.Join(t.TempDir(), "plan.json")
 	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "plan", "--out", planFile); code != 0 {
@@ -307,4 +300,23 @@ func TestApplyCLI(t *testing.T) {
 			t.Fatalf("output shows a Secret's value")
 		}
 	}
+}
+
+// incidentCluster seeds the incident, then starts the garbage collector and
+// namespace controller, as on a cluster where KubeSphere ran for long.
+func incidentCluster(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder) {
+	t.Helper()
+	ctx := context.Background()
+	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	s, err := fixture.NewSeeder(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixture.Incident(ctx, s, fixture.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.StartControllerManager(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return cp, s
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ks-clean/ks-clean/test/controlplane"
-	"github.com/ks-clean/ks-clean/test/fixture"
 )
 
 // TestMain lets the test binary act as ks-clean, so the SIGKILL test can run
@@ -52,14 +50,7 @@ func journalSteps(path string) int {
 // every user object kept.
 func TestSIGKILLAndResume(t *testing.T) {
 	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, _ := fixture.NewSeeder(cp.Config)
-	if err := fixture.Incident(ctx, s, fixture.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.StartControllerManager(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cp, s := incidentCluster(t)
 	dir := t.TempDir()
 	planFile := filepath.Join(dir, "plan.json")
 	if out, err := ksClean("--kubeconfig", cp.AdminKubeconfig, "plan", "--out", planFile).CombinedOutput(); err != nil {
