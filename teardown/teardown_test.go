@@ -208,3 +208,36 @@ func assertAlias(t *testing.T, res *scan.Result, names ...string) {
 	}
 	t.Errorf("no verified %s finding for %v: %s", hazard.ClusterAlias, names, ids(res.Findings))
 }
+
+// A 3.3 host managing a member on a second control plane: each side's plan
+// covers what was seeded there and protects its users' namespaces.
+func TestPlanHostAndMember(t *testing.T) {
+	ctx := context.Background()
+	hostCP := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	memberCP := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	host, _ := fixture.NewSeeder(hostCP.Config)
+	member, _ := fixture.NewSeeder(memberCP.Config)
+	if err := fixture.KS33HostMember(ctx, host, member, fixture.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []struct {
+		name string
+		cp   *controlplane.ControlPlane
+		s    *fixture.Seeder
+		role string
+	}{{"host", hostCP, host, plan.RoleHost}, {"member", memberCP, member, plan.RoleMember}} {
+		res, p := planWith(t, side.cp.Config)
+		assertCoversSeeded(t, side.s, p)
+		assertHazards(t, side.s, res)
+		if res.KubeSphere.Role != side.role {
+			t.Errorf("%s detected as %+v", side.name, res.KubeSphere)
+		}
+		if side.name == "host" {
+			for _, f := range res.Findings {
+				if f.ID == hazard.ClusterAlias {
+					t.Errorf("host and member1 are two clusters, yet: %s", f.Message)
+				}
+			}
+		}
+	}
+}

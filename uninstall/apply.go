@@ -154,15 +154,17 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 		}
 		defer j.close()
 	}
-	if res.BackedUp, err = a.backup(ctx, targets); err != nil {
-		return res, err
-	}
+	// The lease is the first write; the backup is taken under it, so it is
+	// never a snapshot of another apply's half-done work.
 	var l *lease
 	if !a.DryRun {
 		if l, err = acquireLease(ctx, a.Clients.Kube); err != nil {
 			return res, exitcode.New(exitcode.Usage, err)
 		}
 		defer l.release()
+	}
+	if res.BackedUp, err = a.backup(ctx, targets); err != nil {
+		return res, err
 	}
 
 	x := &executor{Apply: a, targets: targets, journal: j, writeCtx: context.WithoutCancel(ctx)}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -219,6 +220,19 @@ func TestRefusals(t *testing.T) {
 	check("stale plan", &stale, uninstall.Options{}, "old")
 
 	check("unwritable backup dir", e.plan, uninstall.Options{BackupDir: "/proc/ks-clean-backup"}, "backup directory")
+
+	// Another apply, on another machine, holds the cluster.
+	holder, secs, now := "other-host/4242", int32(60), metav1.NewMicroTime(time.Now())
+	if _, err := e.s.Kube.CoordinationV1().Leases("kube-system").Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "ks-clean"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &now},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("lease held", e.plan, uninstall.Options{}, "another ks-clean apply holds the cluster")
+	if err := e.s.Kube.CoordinationV1().Leases("kube-system").Delete(context.Background(), "ks-clean", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	// A user who may only read is refused before any write, with every
 	// missing permission named at once.
