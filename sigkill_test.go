@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // TestMain lets the test binary act as ks-clean, so the SIGKILL test can run
