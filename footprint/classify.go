@@ -110,7 +110,7 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 	}
 	for _, ns := range inv.OfKind("", "Namespace") {
 		n := ns.GetName()
-		if !kubernetesNamespaces[n] && (systemNamespaces[n] || strings.HasPrefix(n, "kubesphere-") || extNS[n]) {
+		if IsSystemNamespaceName(n) || (extNS[n] && !kubernetesNamespaces[n]) {
 			f.SystemNamespaces[n] = true
 			f.add(ns, CatNamespace, "namespace KubeSphere/KubeFed created for itself")
 		} else {
@@ -221,7 +221,7 @@ func (f *Footprint) webhookReason(obj *inventory.Object, isGroup func(string) bo
 	allGroups := len(hooks) > 0
 	for _, h := range hooks {
 		hm, _ := h.(map[string]any)
-		if ns, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "namespace"); f.SystemNamespaces[ns] {
+		if ns, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "namespace"); f.SystemNamespaces[ns] || IsSystemNamespaceName(ns) {
 			return "served from " + ns + ", which is removed"
 		}
 		rules, _, _ := unstructured.NestedSlice(hm, "rules")
@@ -246,7 +246,7 @@ func (f *Footprint) apiServiceReason(obj *inventory.Object, isGroup func(string)
 		// they go by themselves with the CRDs.
 		return ""
 	}
-	if ns, _, _ := unstructured.NestedString(obj.Content.Object, "spec", "service", "namespace"); f.SystemNamespaces[ns] {
+	if ns, _, _ := unstructured.NestedString(obj.Content.Object, "spec", "service", "namespace"); f.SystemNamespaces[ns] || IsSystemNamespaceName(ns) {
 		return "served from " + ns + ", which is removed"
 	}
 	if g, _, _ := unstructured.NestedString(obj.Content.Object, "spec", "group"); isGroup(g) {

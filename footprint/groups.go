@@ -61,6 +61,13 @@ var systemNamespaces = map[string]bool{
 	"kube-federation-system":          true,
 }
 
+// IsSystemNamespaceName: a namespace KubeSphere/KubeFed create for
+// themselves, whether or not it still exists (a webhook or APIService can
+// outlive its namespace).
+func IsSystemNamespaceName(ns string) bool {
+	return !kubernetesNamespaces[ns] && (systemNamespaces[ns] || strings.HasPrefix(ns, "kubesphere-"))
+}
+
 // releaseNames are Helm releases KubeSphere and KubeFed install outside
 // their own namespaces, or whose name alone identifies them.
 var releaseNames = map[string]bool{

@@ -99,6 +99,19 @@ func Build(r *scan.Result, now time.Time) (*plan.Plan, error) {
 	}
 
 	for _, m := range byCat[footprint.CatNamespace] {
+		// KubeSphere's namespace finalizer outlives its controller: a
+		// system namespace carrying it would stay Terminating for ever.
+		var fins []string
+		for _, f := range m.Obj.GetFinalizers() {
+			if footprint.IsFootprintFinalizer(f) {
+				fins = append(fins, f)
+			}
+		}
+		if len(fins) > 0 {
+			b.add(plan.PhaseNamespaces, plan.ActionPatch, ref(m.Obj), "remove finalizers no running controller will remove", func(s *plan.Step) {
+				s.Remove = &plan.Removal{Finalizers: fins}
+			})
+		}
 		b.add(plan.PhaseNamespaces, plan.ActionDelete, ref(m.Obj), m.Reason+", with everything in it", nil)
 	}
 	b.wait(plan.PhaseNamespaces)

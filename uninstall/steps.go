@@ -217,7 +217,21 @@ func (x *executor) delete(s *plan.Step) (string, error) {
 		Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &bg, DryRun: x.dryRun(),
 	})
 	if apierrors.IsConflict(err) {
-		return "", errRecreated
+		// Either the UID precondition failed (another object now has the
+		// name) or the object is already being deleted (a Terminating
+		// namespace answers a delete with a conflict).
+		cur, gerr := x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(gerr):
+			return "skip: already gone", nil
+		case gerr != nil:
+			return "", gerr
+		case string(cur.GetUID()) != s.Target.UID:
+			return "", errRecreated
+		case cur.GetDeletionTimestamp() != nil:
+			return "already being deleted", nil
+		}
+		return "", err
 	}
 	if err != nil {
 		return "", err
