@@ -65,7 +65,7 @@ func runApply(c *cli.Context) error {
 			return err
 		}
 	} else {
-		printApply(c.App.Writer, res, render.StyleFor(c.App.Writer))
+		printApply(c.App.Writer, res, p)
 	}
 	return runErr
 }
@@ -149,7 +149,7 @@ func (p *progress) stop() {
 	p.finishPhase()
 }
 
-func printApply(w io.Writer, r *uninstall.Result, st render.Style) {
+func printApply(w io.Writer, r *uninstall.Result, p *plan.Plan) {
 	if r == nil {
 		return
 	}
@@ -167,6 +167,16 @@ func printApply(w io.Writer, r *uninstall.Result, st render.Style) {
 	if v := r.Verification; v != nil {
 		if v.OK {
 			fmt.Fprintf(w, "Verified: nothing of KubeSphere/KubeFed remains; all %d protected objects present with their UIDs.\n", v.ProtectedChecked)
+			var kept []string
+			for _, r := range p.Protected {
+				if r.Kind == "Namespace" {
+					kept = append(kept, r.Name)
+				}
+			}
+			if len(kept) > 20 {
+				kept = append(kept[:20], fmt.Sprintf("and %d more", len(kept)-20))
+			}
+			fmt.Fprintf(w, "Namespaces kept: %s\n", strings.Join(kept, ", "))
 		} else {
 			fmt.Fprintf(w, "Verification failed (%d remaining):\n", v.Remaining)
 			for _, p := range v.Problems {

@@ -362,6 +362,9 @@ func (x *executor) runPhase(ctx context.Context, ph plan.Phase) error {
 		groups = append(groups, []*plan.Step{s})
 	}
 	total, done := len(steps), 0
+	if x.Progress != nil {
+		x.Progress(Event{Phase: ph, Total: total}) // the phase starts
+	}
 	var doneMu sync.Mutex
 	progress := func(s *plan.Step, status, detail string) {
 		doneMu.Lock()
