@@ -38,13 +38,15 @@ run bin/ks-clean apply "$dir/plan.json" --dry-run
 run bin/ks-clean apply "$dir/plan.json" --confirm
 run bin/ks-clean scan
 
-cat <<MSG
+if [ -t 0 ] && [ "${DEMO_HOLD:-1}" = 1 ]; then
+  cat <<MSG
 
 The control plane keeps running. Try ks-clean yourself:
   export KUBECONFIG=$KUBECONFIG
   bin/ks-clean --help
+Press Ctrl-C to stop it.
 MSG
-if [ -t 0 ] && [ "${DEMO_HOLD:-1}" = 1 ]; then
-  echo "Press Ctrl-C to stop it."
   wait "$pid"
+else
+  echo; echo "Stopping the control plane (run 'make demo' from a terminal to keep it)."
 fi
