@@ -44,7 +44,7 @@ func runApply(c *cli.Context) error {
 		return err
 	}
 	if !c.Bool("confirm") && !c.Bool("dry-run") {
-		if err := confirm(c, p, cl.Context, cl.Server); err != nil {
+		if err := confirm(c, render.Summary(p), cl.Context, cl.Server); err != nil {
 			return err
 		}
 	}
@@ -72,13 +72,13 @@ func runApply(c *cli.Context) error {
 
 // confirm asks for the context name (or server) on a terminal; without one,
 // it refuses: an unattended apply must say --confirm.
-func confirm(c *cli.Context, p *plan.Plan, context, server string) error {
+func confirm(c *cli.Context, summary, context, server string) error {
 	f, ok := stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return exitcode.New(exitcode.Usage, errors.New("refusing to apply without --confirm when not on a terminal (nothing was changed); review the plan, then pass --confirm"))
 	}
 	w := c.App.ErrWriter
-	fmt.Fprintf(w, "%s\n%s\n", render.Summary(p), "This changes the cluster "+server+" (context "+context+").")
+	fmt.Fprintf(w, "%s\n%s\n", summary, "This changes the cluster "+server+" (context "+context+").")
 	want := context
 	if want == "" {
 		want = server

@@ -60,6 +60,7 @@ Workflow:
    ks-clean scan                  read-only: footprint and hazards (exit 3 if critical)
    ks-clean plan --out plan.json  read-only: the ordered teardown, saved for review
    ks-clean apply plan.json       executes exactly that plan: backup first, then phase by phase
+   ks-clean reinstall --chart C   uninstall safely, prove clean, install with Helm, prove healthy
 
 The cluster is chosen like kubectl: --kubeconfig, else KUBECONFIG (files
 merged), else ~/.kube/config, else the in-cluster config of a Pod. Global
@@ -248,6 +249,7 @@ no terminal, apply refuses. --dry-run sends every write with dryRun=All.`,
 			},
 			Action: runApply,
 		},
+		reinstallCommand(output),
 	}
 }
 

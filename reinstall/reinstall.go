@@ -1,0 +1,278 @@
+// Package reinstall is `ks-clean reinstall`: plan and apply the uninstall
+// with every safety of apply, prove the cluster clean, install KubeSphere with
+// the Helm SDK, and prove the new install healthy. It never installs over a
+// cluster it could not prove clean.
+package reinstall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	helmcli "helm.sh/helm/v3/pkg/cli"
+	"helm.sh/helm/v3/pkg/cli/values"
+	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/registry"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+
+	"github.com/ks-clean/ks-clean/footprint"
+	"github.com/ks-clean/ks-clean/hazard"
+	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/teardown"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+// Options of a reinstall.
+type Options struct {
+	// Chart is a local chart directory, a .tgz, a URL to a chart archive or
+	// an oci:// reference; Version pins the chart version for the last two.
+	Chart, Version string
+	Namespace      string // default kubesphere-system
+	Release        string // default ks-core
+	ValueFiles     []string
+	Set            []string
+	// KeepWorkspaceLabels leaves kubesphere.io/workspace on namespaces so
+	// the new install re-binds them.
+	KeepWorkspaceLabels bool
+	Wait                bool
+	Timeout             time.Duration
+	// DryRun stops after planning the uninstall and rendering the install.
+	DryRun bool
+	// PlanPath is where the uninstall plan is saved (the backup goes beside it).
+	PlanPath string
+	Context  string
+	Apply    uninstall.Options
+}
+
+// Reinstall runs one reinstall on one cluster.
+type Reinstall struct {
+	Clients *kube.Clients
+	Options
+}
+
+// Result says what happened, phase by phase.
+type Result struct {
+	PlanPath  string            `json:"planPath"`
+	Steps     int               `json:"steps"`
+	Uninstall *uninstall.Result `json:"uninstall,omitempty"`
+	Clean     bool              `json:"clean"`
+	Release   *ReleaseInfo      `json:"release,omitempty"`
+	Healthy   bool              `json:"healthy"`
+	Problems  []string          `json:"problems,omitempty"`
+	// Manifest is the rendered install (dry run only).
+	Manifest  string            `json:"manifest,omitempty"`
+	Durations map[string]string `json:"durations"`
+}
+
+// ReleaseInfo describes the installed release.
+type ReleaseInfo struct {
+	Name, Namespace, Chart, ChartVersion, AppVersion, Status string
+	Revision                                                 int
+}
+
+// ErrNotClean stops a reinstall before it installs anything.
+var ErrNotClean = errors.New("the cluster is not clean after the uninstall; nothing was installed")
+
+func (r *Reinstall) defaults() {
+	if r.Namespace == "" {
+		r.Namespace = "kubesphere-system"
+	}
+	if r.Release == "" {
+		r.Release = "ks-core"
+	}
+	if r.Timeout == 0 {
+		r.Timeout = 10 * time.Minute
+	}
+}
+
+// Run reinstalls.
+func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
+	r.defaults()
+	res := &Result{PlanPath: r.PlanPath, Durations: map[string]string{}}
+	lap := func(name string, start time.Time) {
+		res.Durations[name] = time.Since(start).Round(time.Millisecond).String()
+	}
+
+	// Load the chart and values first: a typo in --chart must not cost an
+	// uninstall.
+	start := time.Now()
+	ch, vals, err := r.loadChart()
+	if err != nil {
+		return res, err
+	}
+	lap("chart", start)
+
+	start = time.Now()
+	sr, err := scan.Run(ctx, r.Clients, scan.Options{Context: r.Context, Footprint: footprint.Options{KeepWorkspaceLabels: r.KeepWorkspaceLabels}})
+	if err != nil {
+		return res, err
+	}
+	p, err := teardown.Build(sr, time.Now())
+	if err != nil {
+		return res, err
+	}
+	if err := plan.Write(r.PlanPath, p); err != nil {
+		return res, err
+	}
+	res.Steps = len(p.Steps)
+	lap("plan", start)
+
+	if r.DryRun {
+		rel, err := r.install(ctx, ch, vals, true)
+		if err != nil {
+			return res, fmt.Errorf("render the install: %w", err)
+		}
+		res.Manifest = rel.Manifest
+		return res, nil
+	}
+
+	start = time.Now()
+	a := &uninstall.Apply{Clients: r.Clients, Plan: p, PlanPath: r.PlanPath, Options: r.Apply}
+	res.Uninstall, err = a.Run(ctx)
+	lap("uninstall", start)
+	if err != nil {
+		return res, fmt.Errorf("uninstall: %w; %w", err, ErrNotClean)
+	}
+
+	start = time.Now()
+	after, err := scan.Run(ctx, r.Clients, scan.Options{Context: r.Context, Footprint: footprint.Options{KeepWorkspaceLabels: true}})
+	if err != nil {
+		return res, err
+	}
+	lap("prove-clean", start)
+	if !after.Footprint.Empty() || after.Critical() {
+		for _, m := range after.Footprint.Members {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s %s/%s remains", m.Obj.Resource.Kind, m.Obj.GetNamespace(), m.Obj.GetName()))
+		}
+		for _, f := range after.Findings {
+			if f.Severity == plan.Critical {
+				res.Problems = append(res.Problems, f.ID+": "+f.Message)
+			}
+		}
+		return res, fmt.Errorf("%w: %s", ErrNotClean, strings.Join(res.Problems, "; "))
+	}
+	res.Clean = true
+
+	start = time.Now()
+	rel, err := r.install(ctx, ch, vals, false)
+	lap("install", start)
+	if err != nil {
+		return res, fmt.Errorf("helm install %s/%s: %w (the cluster was left clean; fix the cause and run reinstall again)", r.Namespace, r.Release, err)
+	}
+	res.Release = info(rel)
+
+	start = time.Now()
+	res.Problems, err = r.health(ctx)
+	lap("prove-healthy", start)
+	if err != nil {
+		return res, err
+	}
+	res.Healthy = len(res.Problems) == 0
+	if !res.Healthy {
+		return res, fmt.Errorf("the new install is not healthy: %s", strings.Join(res.Problems, "; "))
+	}
+	return res, nil
+}
+
+func (r *Reinstall) loadChart() (*chart.Chart, map[string]any, error) {
+	settings := helmcli.New()
+	settings.SetNamespace(r.Namespace)
+	rc, err := registry.NewClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Install's LocateChart resolves directories, archives, URLs and oci://
+	// references alike (the latter through the registry client).
+	inst := action.NewInstall(&action.Configuration{RegistryClient: rc})
+	inst.Version = r.Version
+	path, err := inst.LocateChart(r.Chart, settings)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chart %s: %w (give a chart directory, a .tgz, a URL to one, or oci://REGISTRY/REPO)", r.Chart, err)
+	}
+	return r.loadPath(path, settings)
+}
+
+func (r *Reinstall) loadPath(path string, settings *helmcli.EnvSettings) (*chart.Chart, map[string]any, error) {
+	ch, err := loader.Load(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load chart %s: %w", path, err)
+	}
+	vo := values.Options{ValueFiles: r.ValueFiles, Values: r.Set}
+	vals, err := vo.MergeValues(getter.All(settings))
+	if err != nil {
+		return nil, nil, fmt.Errorf("values: %w", err)
+	}
+	return ch, vals, nil
+}
+
+// install installs, or upgrades a release that exists (install-or-upgrade).
+func (r *Reinstall) install(ctx context.Context, ch *chart.Chart, vals map[string]any, dryRun bool) (*release.Release, error) {
+	cfg, err := uninstall.HelmConfig(r.Clients.Config, r.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if dryRun {
+		// Rendered as it will be installed: after the uninstall, so without
+		// checking against what is in the cluster now.
+		in := action.NewInstall(cfg)
+		in.ReleaseName, in.Namespace, in.DryRun, in.ClientOnly = r.Release, r.Namespace, true, true
+		return in.RunWithContext(ctx, ch, vals)
+	}
+	if _, err := cfg.Releases.Last(r.Release); err == nil {
+		up := action.NewUpgrade(cfg)
+		up.Namespace, up.Wait, up.Timeout = r.Namespace, r.Wait, r.Timeout
+		return up.RunWithContext(ctx, r.Release, ch, vals)
+	} else if !errors.Is(err, driver.ErrReleaseNotFound) {
+		return nil, err
+	}
+	in := action.NewInstall(cfg)
+	in.ReleaseName, in.Namespace, in.CreateNamespace = r.Release, r.Namespace, true
+	in.Wait, in.Timeout = r.Wait, r.Timeout
+	return in.RunWithContext(ctx, ch, vals)
+}
+
+// health: the release is deployed, no critical finding, and one cluster
+// record per cluster identity.
+func (r *Reinstall) health(ctx context.Context) ([]string, error) {
+	cfg, err := uninstall.HelmConfig(r.Clients.Config, r.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	rel, err := action.NewStatus(cfg).Run(r.Release)
+	if err != nil {
+		return nil, fmt.Errorf("status of %s/%s: %w", r.Namespace, r.Release, err)
+	}
+	if rel.Info.Status != release.StatusDeployed {
+		problems = append(problems, fmt.Sprintf("release %s/%s is %s, not deployed", r.Namespace, r.Release, rel.Info.Status))
+	}
+	sr, err := scan.Run(ctx, r.Clients, scan.Options{Context: r.Context})
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range sr.Findings {
+		if f.Severity == plan.Critical || f.ID == hazard.ClusterAlias {
+			problems = append(problems, f.ID+": "+f.Message)
+		}
+	}
+	return problems, nil
+}
+
+func info(rel *release.Release) *ReleaseInfo {
+	ri := &ReleaseInfo{Name: rel.Name, Namespace: rel.Namespace, Revision: rel.Version}
+	if rel.Info != nil {
+		ri.Status = string(rel.Info.Status)
+	}
+	if rel.Chart != nil && rel.Chart.Metadata != nil {
+		ri.Chart, ri.ChartVersion, ri.AppVersion = rel.Chart.Metadata.Name, rel.Chart.Metadata.Version, rel.Chart.Metadata.AppVersion
+	}
+	return ri
+}

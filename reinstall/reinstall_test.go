@@ -1,0 +1,129 @@
+package reinstall_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/reinstall"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/test/controlplane"
+	"github.com/ks-clean/ks-clean/test/fixture"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+const chart = "../test/charts/ks-core-mini"
+
+func incident(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder, *kube.Clients) {
+	t.Helper()
+	ctx := context.Background()
+	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	s, err := fixture.NewSeeder(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixture.Incident(ctx, s, fixture.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.StartControllerManager(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kube.New(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, s, c
+}
+
+// Reinstall over the incident: the old footprint goes (KubeFed with it), the
+// chart is installed and deployed, every user object keeps its UID, and the
+// scan after is free of critical findings.
+func TestReinstallOverIncident(t *testing.T) {
+	ctx := context.Background()
+	_, s, c := incident(t)
+	start := time.Now()
+	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
+		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"),
+		Set:   []string{"replicas=2"},
+		Apply: uninstall.Options{FinalizerTimeout: 20 * time.Second},
+	}}
+	res, err := r.Run(ctx)
+	if err != nil {
+		t.Fatalf("reinstall: %v (%+v)", err, res)
+	}
+	t.Logf("reinstall over the incident: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.Durations)
+	if !res.Clean || !res.Healthy || res.Release == nil || res.Release.Status != "deployed" {
+		t.Fatalf("result %+v", res)
+	}
+	if missing, _ := s.Missing(ctx, s.Seeded.Protected); len(missing) > 0 {
+		t.Fatalf("user objects lost: %v", missing)
+	}
+	if _, err := s.APIExt.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "kubefedclusters.core.kubefed.io", metav1.GetOptions{}); err == nil {
+		t.Fatalf("KubeFed survived the reinstall")
+	}
+	d, err := s.Kube.AppsV1().Deployments("kubesphere-system").Get(ctx, "ks-controller-manager", metav1.GetOptions{})
+	if err != nil || *d.Spec.Replicas != 2 {
+		t.Fatalf("installed Deployment: %v (--set replicas=2 not applied?)", err)
+	}
+	after, err := scan.Run(ctx, c, scan.Options{})
+	if err != nil || after.Critical() || after.KubeSphere.Version != "v4.1.3" {
+		t.Fatalf("scan after reinstall: %v %+v %+v", err, after.KubeSphere, after.Findings)
+	}
+}
+
+// An object re-created after planning survives the uninstall (the UID
+// precondition leaves it alone), so the cluster cannot be proven clean and
+// nothing is installed.
+func TestReinstallRefusesUncleanCluster(t *testing.T) {
+	ctx := context.Background()
+	_, s, c := incident(t)
+	crs := s.Kube.RbacV1().ClusterRoles()
+	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
+		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"),
+		Apply: uninstall.Options{FinalizerTimeout: 20 * time.Second},
+	}}
+	// Re-create kubefed-admin between planning and applying: plan first
+	// with a dry run, then swap the object, then reinstall with that plan's
+	// UIDs being stale for it.
+	old, err := crs.Get(ctx, "kubefed-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Apply.Progress = func(e uninstall.Event) {
+		if e.Phase == "quiesce" && e.Done == 0 {
+			crs.Delete(ctx, old.Name, metav1.DeleteOptions{})
+			fresh := old.DeepCopy()
+			fresh.ResourceVersion, fresh.UID = "", ""
+			crs.Create(ctx, fresh, metav1.CreateOptions{})
+		}
+	}
+	res, err := r.Run(ctx)
+	if !errors.Is(err, reinstall.ErrNotClean) {
+		t.Fatalf("reinstall on a cluster left unclean: err = %v", err)
+	}
+	if res.Release != nil {
+		t.Fatalf("installed anyway: %+v", res.Release)
+	}
+	if secrets, _ := s.Kube.CoreV1().Secrets("kubesphere-system").List(ctx, metav1.ListOptions{LabelSelector: "owner=helm"}); secrets != nil && len(secrets.Items) > 0 {
+		t.Fatalf("a Helm release record exists after the refusal")
+	}
+	if missing, _ := s.Missing(ctx, s.Seeded.Protected); len(missing) > 0 {
+		t.Fatalf("user objects lost: %v", missing)
+	}
+}
+
+func TestReinstallBadChartChangesNothing(t *testing.T) {
+	_, s, c := incident(t)
+	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{Chart: "./no-such-chart", PlanPath: filepath.Join(t.TempDir(), "plan.json")}}
+	if _, err := r.Run(context.Background()); err == nil {
+		t.Fatal("reinstall with a missing chart succeeded")
+	}
+	if missing, _ := s.Missing(context.Background(), s.Seeded.Footprint); len(missing) > 0 {
+		t.Fatalf("a bad --chart changed the cluster: %v", missing)
+	}
+}
