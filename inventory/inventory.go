@@ -162,7 +162,10 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 				return nil
 			case r.GVR.Resource == "namespaces" && r.GVR.Group == "":
 				return fmt.Errorf("list namespaces: %w", err)
-			case apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err):
+			case apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) || !r.Full:
+				// A metadata-only type (often an aggregated API such as
+				// metrics.k8s.io whose server is down) only matters for owner
+				// references into the footprint: say it was not read, and go on.
 				warn("could not list %s: %v", r.GVR.GroupResource(), err)
 				return nil
 			default:

@@ -50,6 +50,7 @@ func Build(r *scan.Result, now time.Time) (*plan.Plan, error) {
 		}
 		b.add(plan.PhaseQuiesce, plan.ActionScale, ref(m.Obj), fmt.Sprintf("%s (replicas %d -> 0)", reason, replicas), func(s *plan.Step) { s.Replicas = &replicas })
 	}
+	b.wait(plan.PhaseQuiesce)
 
 	for _, m := range append(byCat[footprint.CatWebhook], byCat[footprint.CatAPIService]...) {
 		b.add(plan.PhaseDisarm, plan.ActionDelete, ref(m.Obj), m.Reason+": its backend is removed, so it would refuse the writes it matches", nil)
@@ -169,8 +170,14 @@ func (b *builder) removeAll(ph plan.Phase, ms []*footprint.Member) {
 
 func (b *builder) wait(ph plan.Phase) {
 	for _, s := range b.steps {
-		if s.Phase == ph && s.Action == plan.ActionDelete {
+		switch {
+		case s.Phase == ph && s.Action == plan.ActionDelete:
 			b.add(ph, plan.ActionWait, plan.ObjectRef{}, "wait until this phase's deletions are finished", nil)
+			return
+		case s.Phase == ph && s.Action == plan.ActionScale:
+			// Pods of a scaled-down controller keep acting until they
+			// are gone; nothing is detached before that.
+			b.add(ph, plan.ActionWait, plan.ObjectRef{}, "wait until the scaled workloads have no pods left", nil)
 			return
 		}
 	}

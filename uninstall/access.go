@@ -33,6 +33,7 @@ func (a *Apply) needed(targets map[string]*resolved) []access {
 		switch s.Action {
 		case plan.ActionScale:
 			set[access{verb: "patch", resource: r.gvr.GroupResource(), sub: "scale"}] = true
+			set[access{verb: "list", resource: schema.GroupResource{Resource: "pods"}}] = true
 		case plan.ActionPatch:
 			set[access{verb: "get", resource: r.gvr.GroupResource()}] = true
 			set[access{verb: "patch", resource: r.gvr.GroupResource()}] = true

@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
@@ -359,4 +360,37 @@ func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
 	if _, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, "prod-late", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Quiesce waits until the scaled controllers have no pod left: a pod still
+// running KubeFed's controller could undo the detach. With a pod that does
+// not go away, apply stops in quiesce and detaches nothing; once it is gone,
+// the rerun converges.
+func TestQuiesceWaitsForPods(t *testing.T) {
+	e := setup(t, "incident")
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubefed-controller-manager-0", Namespace: fixture.KubeFedNamespace,
+			Labels: map[string]string{"app": "kubefed-controller-manager"}, Finalizers: []string{"test.ks-clean.io/hold"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "kubefed:v0.8.1"}}},
+	}
+	if _, err := e.s.Kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.apply(t, e.plan, uninstall.Options{PhaseTimeout: 3 * time.Second, FinalizerTimeout: time.Hour})
+	if err == nil || !strings.Contains(err.Error(), "kubefed-controller-manager") {
+		t.Fatalf("apply with a controller pod left: err = %v, want a stop in quiesce naming it", err)
+	}
+	ns, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, fixture.UserNamespace("ws1", 0), metav1.GetOptions{})
+	if err != nil || len(ns.OwnerReferences) == 0 {
+		t.Fatalf("detach ran while a controller pod was alive: %v %v", err, ns.OwnerReferences)
+	}
+	if _, err := e.s.Kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.s.Kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
+	if res, err := e.apply(t, e.plan, uninstall.Options{}); err != nil {
+		t.Fatalf("rerun: %v %+v", err, failed(res))
+	}
+	e.assertNothingLost(t)
 }

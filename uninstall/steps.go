@@ -262,7 +262,7 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 	var pending []*plan.Step
 	for i := range x.Plan.Steps {
 		s := &x.Plan.Steps[i]
-		if s.Phase == ph && s.Action == plan.ActionDelete && !x.targets[s.ID].gone {
+		if s.Phase == ph && (s.Action == plan.ActionDelete || s.Action == plan.ActionScale) && !x.targets[s.ID].gone {
 			pending = append(pending, s)
 		}
 	}
@@ -274,6 +274,11 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 			cur, err := x.ri(s).Get(ctx, s.Target.Name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) || (err == nil && string(cur.GetUID()) != s.Target.UID) {
 				continue
+			}
+			if err == nil && s.Action == plan.ActionScale {
+				if n, perr := x.podsOf(ctx, cur); perr == nil && n == 0 {
+					continue // scaled down, and its pods (terminating ones too) are gone
+				}
 			}
 			if err != nil && !retriable(err) {
 				return "", fmt.Errorf("wait for %s: %w", s.Target, err)
@@ -293,7 +298,9 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 		}
 		if !stripped && time.Since(start) > x.FinalizerTimeout {
 			for _, s := range pending {
-				x.stripFinalizers(s)
+				if s.Action == plan.ActionDelete {
+					x.stripFinalizers(s)
+				}
 			}
 			stripped = true
 		}
@@ -395,4 +402,26 @@ func (a *Apply) hooksDeletedByPlan(ctx context.Context) map[string]string {
 		}
 	}
 	return out
+}
+
+// podsOf counts the pods a workload's selector matches, terminating ones
+// included: a pod in its grace period still runs its controller.
+func (x *executor) podsOf(ctx context.Context, w *unstructured.Unstructured) (int, error) {
+	raw, found, _ := unstructured.NestedMap(w.Object, "spec", "selector")
+	if !found {
+		return 0, nil
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
+		return 0, err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil {
+		return 0, err
+	}
+	pods, err := x.Clients.Kube.CoreV1().Pods(w.GetNamespace()).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), Limit: 1})
+	if err != nil {
+		return 0, err
+	}
+	return len(pods.Items), nil
 }
