@@ -302,50 +302,9 @@ func TestApplyCLI(t *testing.T) {
 	}
 }
 
-// incidentCluster seeds the incident, then starts the garbage collector and
-// namespace controller, as on a cluster where KubeSphere ran for long.
+// incidentCluster seeds the incident, then starts the garbage collector.
 func incidentCluster(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder) {
 	t.Helper()
-	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fixture.Incident(ctx, s, fixture.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.StartControllerManager(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return cp, s
-}
-
-// reinstall --dry-run plans the uninstall and renders the install, and
-// changes nothing.
-func TestReinstallDryRunCLI(t *testing.T) {
-	cp, s := incidentCluster(t)
-	dir := t.TempDir()
-	out, errOut, code := runCLI(t, "--kubeconfig", cp.AdminKubeconfig, "reinstall", "--chart", "test/charts/ks-core-mini", "--dry-run", "--work-dir", dir, "-o", "json")
-	if code != 0 {
-		t.Fatalf("reinstall --dry-run: exit %d\n%s", code, errOut)
-	}
-	var res struct {
-		PlanPath string
-		Steps    int
-		Manifest string
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Steps == 0 || !strings.Contains(res.Manifest, "ks-controller-manager") {
-		t.Fatalf("dry-run result: %v %+v", err, res)
-	}
-	if _, err := plan.Read(res.PlanPath); err != nil {
-		t.Fatalf("plan of the dry run: %v", err)
-	}
-	if missing, _ := s.Missing(context.Background(), s.Seeded.Footprint); len(missing) > 0 {
-		t.Fatalf("dry run changed the cluster: %v", missing)
-	}
-	_, errOut, code = runCLI(t, "--kubeconfig", cp.AdminKubeconfig, "reinstall", "--chart", "test/charts/ks-core-mini", "--work-dir", dir)
-	if code != 2 || !strings.Contains(errOut, "--confirm") {
-		t.Fatalf("reinstall without --confirm off a terminal: exit %d %q", code, errOut)
-	}
+	st := fixture.Start(t, "incident", controlplane.Options{}, true)
+	return st.CP, st.Seeder
 }

@@ -21,23 +21,12 @@ const chart = "../test/charts/ks-core-mini"
 
 func incident(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder, *kube.Clients) {
 	t.Helper()
-	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
+	st := fixture.Start(t, "incident", controlplane.Options{}, true)
+	c, err := kube.New(st.CP.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fixture.Incident(ctx, s, fixture.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.StartControllerManager(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c, err := kube.New(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cp, s, c
+	return st.CP, st.Seeder, c
 }
 
 // Reinstall over the incident: the old footprint goes (KubeFed with it), the

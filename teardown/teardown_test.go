@@ -25,18 +25,8 @@ const user = "ks-clean-planner"
 // separate user, so the audit log tells the planner's requests apart.
 func planScenario(t *testing.T, name string) (*fixture.Seeder, *scan.Result, *plan.Plan) {
 	t.Helper()
-	sc, err := fixture.ScenarioByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := controlplane.StartT(t, controlplane.Options{Audit: true, NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sc.Seed(context.Background(), s, fixture.Options{}); err != nil {
-		t.Fatalf("seed %s: %v", name, err)
-	}
+	st := fixture.Start(t, name, controlplane.Options{Audit: true}, false)
+	cp, s := st.CP, st.Seeder
 	cfg, _, err := cp.AddUser(user, "system:masters")
 	if err != nil {
 		t.Fatal(err)
@@ -212,14 +202,8 @@ func assertAlias(t *testing.T, res *scan.Result, names ...string) {
 // A 3.3 host managing a member on a second control plane: each side's plan
 // covers what was seeded there and protects its users' namespaces.
 func TestPlanHostAndMember(t *testing.T) {
-	ctx := context.Background()
-	hostCP := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	memberCP := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	host, _ := fixture.NewSeeder(hostCP.Config)
-	member, _ := fixture.NewSeeder(memberCP.Config)
-	if err := fixture.KS33HostMember(ctx, host, member, fixture.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	h, m := fixture.StartHostMember(t)
+	hostCP, memberCP, host, member := h.CP, m.CP, h.Seeder, m.Seeder
 	for _, side := range []struct {
 		name string
 		cp   *controlplane.ControlPlane

@@ -43,21 +43,8 @@ type env struct {
 func setup(t *testing.T, scenario string) *env {
 	t.Helper()
 	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{Audit: true, NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := fixture.ScenarioByName(scenario)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sc.Seed(ctx, s, fixture.Options{}); err != nil {
-		t.Fatalf("seed: %v", err)
-	}
-	if err := cp.StartControllerManager(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := fixture.Start(t, scenario, controlplane.Options{Audit: true}, true)
+	cp, s := st.CP, st.Seeder
 	cfg, _, err := cp.AddUser(user, "system:masters")
 	if err != nil {
 		t.Fatal(err)
