@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build vet testbin test bench demo clean
+.PHONY: all build vet testbin test test-long bench demo clean
 
 all: build
 
@@ -23,6 +23,10 @@ testbin:
 
 test: testbin vet
 	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The fault-injection property over 100 seeds (about an hour).
+test-long: testbin
+	KS_FAULT_SEEDS=100 KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -count=1 -timeout 180m -run TestApplyUnderFaults -v ./uninstall/
 
 # Benchmarks on a real control plane (KS_BENCH_NAMESPACES sizes the fixture).
 bench: testbin

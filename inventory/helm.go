@@ -48,8 +48,9 @@ type pagedSecrets struct {
 
 func (p *pagedSecrets) List(_ context.Context, opts metav1.ListOptions) (*corev1.SecretList, error) {
 	out := &corev1.SecretList{}
-	lp := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return p.SecretInterface.List(ctx, o)
+	lp := pager.New(func(ctx context.Context, o metav1.ListOptions) (obj runtime.Object, err error) {
+		err = kube.Retry(func() error { obj, err = p.SecretInterface.List(ctx, o); return err })
+		return obj, err
 	})
 	lp.PageSize = p.pageSize
 	err := lp.EachListItem(p.ctx, opts, func(item runtime.Object) error {

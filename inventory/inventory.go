@@ -212,8 +212,15 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 // reported by discovery as a partial error: the rest is still usable, and the
 // broken APIService is itself a finding.
 func discover(d discovery.DiscoveryInterface, fullGroup func(string) bool) ([]*Resource, error) {
-	lists, err := d.ServerPreferredResources()
-	if err != nil && !discovery.IsGroupDiscoveryFailedError(err) {
+	var lists []*metav1.APIResourceList
+	err := kube.Retry(func() (err error) {
+		lists, err = d.ServerPreferredResources()
+		if discovery.IsGroupDiscoveryFailedError(err) {
+			return nil // one broken group (an APIService down) is itself a finding
+		}
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("discover API resources: %w", err)
 	}
 	var out []*Resource
@@ -242,15 +249,16 @@ func discover(d discovery.DiscoveryInterface, fullGroup func(string) bool) ([]*R
 
 func listResource(ctx context.Context, c *kube.Clients, r *Resource, pageSize int64, add func(*Object)) error {
 	var p *pager.ListPager
-	if r.Full {
-		p = pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	list := func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		if r.Full {
 			return c.Dynamic.Resource(r.GVR).List(ctx, opts)
-		})
-	} else {
-		p = pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return c.Metadata.Resource(r.GVR).List(ctx, opts)
-		})
+		}
+		return c.Metadata.Resource(r.GVR).List(ctx, opts)
 	}
+	p = pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
+		err = kube.Retry(func() error { obj, err = list(ctx, opts); return err })
+		return obj, err
+	})
 	p.PageSize = pageSize
 	return p.EachListItem(ctx, metav1.ListOptions{}, func(item runtime.Object) error {
 		switch v := item.(type) {
@@ -273,8 +281,9 @@ func (inv *Inventory) collectTokenSecrets(ctx context.Context, c *kube.Clients, 
 		namespaces[kfc.GetNamespace()] = true
 	}
 	for ns := range namespaces {
-		p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return c.Kube.CoreV1().Secrets(ns).List(ctx, opts)
+		p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
+			err = kube.Retry(func() error { obj, err = c.Kube.CoreV1().Secrets(ns).List(ctx, opts); return err })
+			return obj, err
 		})
 		p.PageSize = pageSize
 		err := p.EachListItem(ctx, metav1.ListOptions{}, func(item runtime.Object) error {

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
+	kubeclients "github.com/ks-clean/ks-clean/kube"
 	"github.com/ks-clean/ks-clean/plan"
 )
 
@@ -58,11 +59,15 @@ func (a *Apply) needed(targets map[string]*resolved) []access {
 func checkAccess(ctx context.Context, kube kubernetes.Interface, needs []access) error {
 	var missing []string
 	for _, n := range needs {
-		r, err := kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Verb: n.verb, Group: n.resource.Group, Resource: n.resource.Resource, Subresource: n.sub,
-			}},
-		}, metav1.CreateOptions{})
+		var r *authorizationv1.SelfSubjectAccessReview
+		err := kubeclients.Retry(func() (err error) {
+			r, err = kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: n.verb, Group: n.resource.Group, Resource: n.resource.Resource, Subresource: n.sub,
+				}},
+			}, metav1.CreateOptions{})
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("check permissions: %w", err)
 		}

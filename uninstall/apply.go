@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -237,7 +238,11 @@ func (a *Apply) preflight(ctx context.Context) (map[string]*resolved, error) {
 	if err := checkAccess(ctx, a.Clients.Kube, a.needed(targets)); err != nil {
 		return nil, exitcode.New(exitcode.Usage, err)
 	}
-	ks, err := a.Clients.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+	var ks *corev1.Namespace
+	err = kube.Retry(func() (err error) {
+		ks, err = a.Clients.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read kube-system of %s: %w", a.Clients.Config.Host, err)
 	}

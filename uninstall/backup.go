@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ks-clean/ks-clean/kube"
 	"github.com/ks-clean/ks-clean/plan"
 )
 
@@ -82,8 +83,9 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	g.SetLimit(a.Concurrency)
 	for gvr, uids := range want {
 		g.Go(func() error {
-			p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return a.Clients.Dynamic.Resource(gvr).List(ctx, o)
+			p := pager.New(func(ctx context.Context, o metav1.ListOptions) (obj runtime.Object, err error) {
+				err = kube.Retry(func() error { obj, err = a.Clients.Dynamic.Resource(gvr).List(ctx, o); return err })
+				return obj, err
 			})
 			err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
 				u := item.(*unstructured.Unstructured)
@@ -148,7 +150,14 @@ func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) 
 // namespacedResources lists every listable namespaced type, to back up the
 // content of namespaces the plan deletes.
 func (a *Apply) namespacedResources() ([]schema.GroupVersionResource, error) {
-	lists, err := a.Clients.Discovery.ServerPreferredNamespacedResources()
+	var lists []*metav1.APIResourceList
+	err := kube.Retry(func() (err error) {
+		lists, err = a.Clients.Discovery.ServerPreferredNamespacedResources()
+		if len(lists) > 0 {
+			return nil // partial discovery (a broken aggregated API) is enough
+		}
+		return err
+	})
 	if err != nil && len(lists) == 0 {
 		return nil, fmt.Errorf("discover resources for the backup: %w", err)
 	}

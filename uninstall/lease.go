@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	kubeclients "github.com/ks-clean/ks-clean/kube"
 )
 
 const (
@@ -38,13 +40,20 @@ func acquireLease(ctx context.Context, kube kubernetes.Interface) (*lease, error
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(leaseDuration / time.Second)
 	spec := coordinationv1.LeaseSpec{HolderIdentity: &l.holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now}
-	_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: leaseName}, Spec: spec}, metav1.CreateOptions{})
+	err := kubeclients.Retry(func() error {
+		_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: leaseName}, Spec: spec}, metav1.CreateOptions{})
+		return err
+	})
 	if apierrors.IsAlreadyExists(err) {
-		cur, gerr := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		var cur *coordinationv1.Lease
+		gerr := kubeclients.Retry(func() (err error) {
+			cur, err = leases.Get(ctx, leaseName, metav1.GetOptions{})
+			return err
+		})
 		if gerr != nil {
 			return nil, gerr
 		}
-		if held(cur) && !deadLocalHolder(deref(cur.Spec.HolderIdentity)) {
+		if h := deref(cur.Spec.HolderIdentity); held(cur) && h != l.holder && !deadLocalHolder(h) {
 			return nil, fmt.Errorf("another ks-clean apply holds the cluster (Lease %s/%s, holder %s, renewed %s ago): wait for it to finish; if it died, the lease expires %s after its last renewal",
 				leaseNamespace, leaseName, deref(cur.Spec.HolderIdentity), time.Since(cur.Spec.RenewTime.Time).Round(time.Second), leaseDuration)
 		}
@@ -109,13 +118,24 @@ func (l *lease) release() {
 	}
 	close(l.stop)
 	<-l.done
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cur, err := l.kube.CoordinationV1().Leases(leaseNamespace).Get(ctx, leaseName, metav1.GetOptions{})
-	if err == nil && deref(cur.Spec.HolderIdentity) == l.holder {
+	leases := l.kube.CoordinationV1().Leases(leaseNamespace)
+	_ = kubeclients.Retry(func() error {
+		cur, err := leases.Get(ctx, leaseName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && deref(cur.Spec.HolderIdentity) != l.holder) {
+			return nil // gone, or taken over after ours expired
+		}
+		if err != nil {
+			return err
+		}
 		uid := cur.UID
-		l.kube.CoordinationV1().Leases(leaseNamespace).Delete(ctx, leaseName, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-	}
+		err = leases.Delete(ctx, leaseName, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
 }
 
 func deref(s *string) string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -14,26 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/pager"
-	"k8s.io/client-go/util/retry"
 
+	"github.com/ks-clean/ks-clean/kube"
 	"github.com/ks-clean/ks-clean/plan"
 )
-
-var backoff = wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 5 * time.Second}
-
-// retriable: throttling, server trouble, timeouts, dropped connections.
-func retriable(err error) bool {
-	if strings.Contains(err.Error(), "failed calling webhook") {
-		return false // a webhook without a backend will not come back by itself
-	}
-	var ne net.Error
-	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
-		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
-		errors.As(err, &ne) || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
-}
 
 // errRecreated marks a target whose UID differs from the plan's.
 var errRecreated = errors.New("re-created since planning (another UID); left alone")
@@ -68,7 +53,7 @@ func (x *executor) exec(s *plan.Step) (string, string) {
 		return StatusSkipped, "its type no longer exists, so neither does it"
 	}
 	var detail string
-	err := retry.OnError(backoff, retriable, func() error {
+	err := kube.Retry(func() error {
 		var err error
 		switch s.Action {
 		case plan.ActionScale:
@@ -280,7 +265,7 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 					continue // scaled down, and its pods (terminating ones too) are gone
 				}
 			}
-			if err != nil && !retriable(err) {
+			if err != nil && !kube.Retriable(err) {
 				return "", fmt.Errorf("wait for %s: %w", s.Target, err)
 			}
 			left = append(left, s)

@@ -1,0 +1,64 @@
+package uninstall_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/test/faultproxy"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+// Property: with the API answering 429/500/503, resetting connections and
+// slowing down on a seeded schedule, apply either converges or stops with a
+// resumable journal; once the faults stop, a second apply converges; and in
+// every run no user object is lost. KS_FAULT_SEEDS sets how many seeds
+// (default 5; make test-long runs 100).
+func TestApplyUnderFaults(t *testing.T) {
+	seeds := 5
+	if v, err := strconv.Atoi(os.Getenv("KS_FAULT_SEEDS")); err == nil && v > 0 {
+		seeds = v
+	}
+	converged, ran := 0, 0
+	for seed := int64(1); seed <= int64(seeds); seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			ran++
+			e := setup(t, "incident")
+			px, err := faultproxy.Start(e.cfg, seed, 0.15)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer px.Close()
+			c, err := kube.New(px.Config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := &uninstall.Apply{Clients: c, Plan: e.plan, PlanPath: e.dir + "/plan.json"}
+			first, faultErr := a.Run(context.Background())
+			e.assertNothingLost(t)
+			if faultErr == nil && first.Verification != nil && first.Verification.OK {
+				converged++
+			}
+
+			px.Enable(false)
+			res, err := e.apply(t, e.plan, uninstall.Options{})
+			if err != nil || !res.Verification.OK {
+				t.Fatalf("after the faults stopped, apply did not converge: %v %+v", err, failed(res))
+			}
+			e.assertNothingLost(t)
+			t.Logf("faults %+v; first run: %v", px.Faults(), faultErr)
+			if f := px.Faults(); f.TooMany+f.Internal+f.Unavailable+f.Reset+f.Slow == 0 {
+				t.Fatalf("no fault was injected: the test proves nothing")
+			}
+		})
+	}
+	// Retries must carry most runs through: a run that only ever stopped
+	// at the first fault would pass the checks above without proving them.
+	if converged*2 < ran {
+		t.Fatalf("only %d of %d runs converged under faults", converged, ran)
+	}
+	t.Logf("%d of %d runs converged under faults", converged, ran)
+}
