@@ -67,7 +67,7 @@ func runApply(c *cli.Context) error {
 	} else {
 		printApply(c.App.Writer, res, p)
 	}
-	return runErr
+	return explain(runErr, cl.Server)
 }
 
 // confirm asks for the context name (or server) on a terminal; without one,

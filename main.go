@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"github.com/briandowns/spinner"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/ks-clean/ks-clean/exitcode"
 	"github.com/ks-clean/ks-clean/footprint"
@@ -309,6 +311,23 @@ func flagsFirst(a *cli.App, args []string) []string {
 	return args
 }
 
+// explain adds the way out to the errors a cluster connection commonly
+// ends in.
+func explain(err error, server string) error {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("%w: %s rejected the credentials (expired or invalid token or certificate); refresh them in your kubeconfig and run again", err, server)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("%w: bind this user to docs/rbac/ks-clean-scan.yaml (scan, plan) or docs/rbac/ks-clean-apply.yaml (apply, reinstall)", err)
+	case errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused"):
+		return fmt.Errorf("%w: cannot reach %s; check --context/--kubeconfig and that the API server is up", err, server)
+	}
+	return err
+}
+
 // takesValue maps each flag name to whether it takes a value.
 func takesValue(fs []cli.Flag) map[string]bool {
 	out := map[string]bool{}
@@ -385,7 +404,7 @@ func doScan(c *cli.Context) (*scan.Result, *kube.Clients, error) {
 	})
 	stop()
 	if err != nil {
-		return nil, nil, fmt.Errorf("scan %s: %w", cl.Server, err)
+		return nil, nil, explain(fmt.Errorf("scan %s: %w", cl.Server, err), cl.Server)
 	}
 	if c.Bool("verbose") {
 		fmt.Fprintf(c.App.ErrWriter, "scanned in %s with %d API requests (%s)\n", res.Duration.Round(time.Millisecond), clients.Requests.Total(), clients.Requests)
