@@ -180,6 +180,13 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 			res.fill(x)
 			return res, err
 		}
+		// A failed step stops the teardown at the end of its phase: later
+		// phases rely on this one (no CRD goes while an instance still has
+		// its finalizers).
+		if x.failedIn(ph) {
+			res.fill(x)
+			return res, fmt.Errorf("%d steps failed in phase %s (see above); later phases were not run; fix the cause and run the same command again to resume", res.Failed, ph)
+		}
 	}
 	res.fill(x)
 	if res.Failed > 0 {

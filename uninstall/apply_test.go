@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -378,6 +379,41 @@ func TestQuiesceWaitsForPods(t *testing.T) {
 	e.s.Kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
 	if res, err := e.apply(t, e.plan, uninstall.Options{}); err != nil {
 		t.Fatalf("rerun: %v %+v", err, failed(res))
+	}
+	e.assertNothingLost(t)
+}
+
+// A step that fails stops the teardown at the end of its phase: here a
+// fail-closed webhook added after planning refuses the finalizer patch of
+// KubeSphere Users, so their CRD and the system namespaces must stay.
+func TestFailedStepStopsLaterPhases(t *testing.T) {
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	path := "/validate"
+	if _, err := e.s.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "late-guard.example.com"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name: "late-guard.example.com", FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "default", Name: "absent", Path: &path}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"iam.kubesphere.io"}, APIVersions: []string{"*"}, Resources: []string{"users"}},
+			}},
+		}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.apply(t, e.plan, uninstall.Options{})
+	if err == nil || !strings.Contains(err.Error(), "phase kubesphere") {
+		t.Fatalf("apply with a refused step: err = %v, want a stop after phase kubesphere", err)
+	}
+	if _, err := e.s.APIExt.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "users.iam.kubesphere.io", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the CRD of Users still holding finalizers was deleted: %v", err)
+	}
+	if _, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, "kubesphere-system", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a later phase ran: %v", err)
 	}
 	e.assertNothingLost(t)
 }

@@ -68,7 +68,9 @@ func Start(cfg *rest.Config, seed int64, rate float64) (*Proxy, error) {
 
 // Config is a client config that goes through the proxy.
 func (p *Proxy) Config() *rest.Config {
-	return &rest.Config{Host: p.URL, QPS: 200, Burst: 400}
+	// A timeout like the CLI's --request-timeout: a response lost on the
+	// way must not hang the client for ever.
+	return &rest.Config{Host: p.URL, QPS: 200, Burst: 400, Timeout: 30 * time.Second}
 }
 
 // Enable turns faults on or off.
