@@ -248,14 +248,13 @@ func discover(d discovery.DiscoveryInterface, fullGroup func(string) bool) ([]*R
 }
 
 func listResource(ctx context.Context, c *kube.Clients, r *Resource, pageSize int64, add func(*Object)) error {
-	var p *pager.ListPager
 	list := func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 		if r.Full {
 			return c.Dynamic.Resource(r.GVR).List(ctx, opts)
 		}
 		return c.Metadata.Resource(r.GVR).List(ctx, opts)
 	}
-	p = pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
+	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
 		err = kube.Retry(func() error { obj, err = list(ctx, opts); return err })
 		return obj, err
 	})

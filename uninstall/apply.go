@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -465,7 +464,8 @@ func (x *executor) stopReached() bool {
 	return x.writes >= x.StopAfter
 }
 
-func (x *executor) countWrite() {
+// written counts a persisted write (StopAfter uses it).
+func (x *executor) written() {
 	x.mu.Lock()
 	x.writes++
 	x.mu.Unlock()
@@ -479,6 +479,3 @@ func (x *executor) record(s *plan.Step, status, detail string) {
 		x.journal.record(s.ID, status, detail)
 	}
 }
-
-// BackupPath is where a plan's backup goes by default.
-func BackupPath(planPath string) string { return filepath.Clean(planPath) + ".apply" }

@@ -87,8 +87,6 @@ func (x *executor) exec(s *plan.Step) (string, string) {
 	}
 }
 
-func (x *executor) written() { x.countWrite() }
-
 // scale sets replicas to 0, guarded by the UID the plan recorded.
 func (x *executor) scale(s *plan.Step) (string, error) {
 	ops := []map[string]any{
