@@ -5,6 +5,9 @@
 #
 # Output: .testbin/k8s-<version>/ with the three binaries; the directory is
 # printed as the last line. Idempotent: only missing binaries are built.
+#
+# `testbin.sh kubectl` also builds kubectl (same version, same directory):
+# only `make bench` needs it, for its baseline in the official script's style.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.34.4}"
@@ -12,8 +15,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${KS_TESTBIN_DIR:-$root/.testbin}/k8s-$K8S_VERSION"
 work="${KS_TESTBIN_DIR:-$root/.testbin}/build-$K8S_VERSION"
 
+wanted=(etcd kube-apiserver kube-controller-manager)
+for extra in "$@"; do
+  case "$extra" in
+    kubectl) wanted+=(kubectl) ;;
+    *) echo "testbin: unknown argument $extra (only: kubectl)" >&2; exit 2 ;;
+  esac
+done
 missing=()
-for b in etcd kube-apiserver kube-controller-manager; do
+for b in "${wanted[@]}"; do
   [ -x "$out/$b" ] || missing+=("$b")
 done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -65,10 +75,15 @@ func main() { etcdmain.Main(os.Args) }
 GO
 
 # `go mod tidy` on this module hangs; `go get` of exactly what we build does not.
-GOFLAGS=-mod=mod go get \
-  "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
-  "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
-  "go.etcd.io/etcd/server/v3/etcdmain@$etcd_version" >&2
+get=(
+  "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION"
+  "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION"
+  "go.etcd.io/etcd/server/v3/etcdmain@$etcd_version"
+)
+for b in "${missing[@]}"; do
+  if [ "$b" = kubectl ]; then get+=("k8s.io/kubernetes/cmd/kubectl@v$K8S_VERSION"); fi
+done
+GOFLAGS=-mod=mod go get "${get[@]}" >&2
 
 minor="${K8S_VERSION#1.}"; minor="${minor%%.*}"
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
