@@ -39,23 +39,28 @@ type Options struct {
 }
 
 // Find runs every check. It reads only: the one network activity beyond the
-// inventory is a GET of kube-system through each cluster record.
-func Find(ctx context.Context, f *footprint.Footprint, o Options) []plan.Finding {
+// inventory is a GET of kube-system through each cluster record. It returns
+// the multi-cluster records it resolved too, for cross-cluster checks.
+func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]plan.Finding, []*Record) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}
-	var out []plan.Finding
-	out = append(out, clusterRecordFindings(ctx, f, o)...)
+	records, out := clusterRecordFindings(ctx, f, o)
 	out = append(out, ownedNamespaces(f, hasCritical(out, ClusterAlias))...)
 	out = append(out, webhookBackends(f)...)
 	out = append(out, apiServices(f)...)
 	out = append(out, stuckNamespaces(f)...)
 	out = append(out, kubeFedLeftovers(f)...)
-	sort.SliceStable(out, func(i, j int) bool { return sevRank(out[i].Severity) < sevRank(out[j].Severity) })
-	return out
+	SortFindings(out)
+	return out, records
+}
+
+// SortFindings puts critical findings first, keeping the order otherwise.
+func SortFindings(fs []plan.Finding) {
+	sort.SliceStable(fs, func(i, j int) bool { return sevRank(fs[i].Severity) < sevRank(fs[j].Severity) })
 }
 
 // HasCritical reports whether any finding is critical.
@@ -99,10 +104,11 @@ func refs(objs ...*inventory.Object) []plan.ObjectRef {
 
 // clusterRecordFindings: two records of one kind that resolve to one
 // cluster, and records that point at this cluster under another name.
-func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Options) []plan.Finding {
+func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Options) ([]*Record, []plan.Finding) {
 	kfc := kubeFedRecords(f.Inv)
 	kcl := clusterRecords(f.Inv, f.HostName)
-	resolve(ctx, append(append([]*Record{}, kfc...), kcl...), o.Timeout, o.Concurrency)
+	all := append(append([]*Record{}, kfc...), kcl...)
+	resolve(ctx, all, o.Timeout, o.Concurrency)
 	local := NormalizeEndpoint(ctx, f.Inv.Server)
 	var out []plan.Finding
 	for _, set := range [][]*Record{kfc, kcl} {
@@ -123,7 +129,7 @@ func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Option
 			})
 		}
 	}
-	return out
+	return all, out
 }
 
 // aliases groups records by identity: kube-system UID when verified, else

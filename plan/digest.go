@@ -16,7 +16,11 @@ import (
 func (p *Plan) ComputeDigest() (string, error) {
 	c := *p
 	c.Digest = ""
-	b, err := json.Marshal(&c)
+	return digestOf(&c)
+}
+
+func digestOf(v any) (string, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
@@ -45,7 +49,12 @@ func Write(path string, p *Plan) error {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(p, "", "  ")
+	return writeFile(path, p)
+}
+
+// writeFile writes v as indented JSON, mode 0600, atomically.
+func writeFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -71,11 +80,19 @@ func Write(path string, p *Plan) error {
 
 // Read loads a plan and checks its format and digest.
 func Read(path string) (*Plan, error) {
+	b, err := readPlanBytes(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b, path)
+}
+
+func readPlanBytes(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	return Parse(b, path)
+	return b, nil
 }
 
 // Parse decodes and checks a plan; name is used in errors.

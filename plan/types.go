@@ -121,6 +121,9 @@ type Step struct {
 	Action Action    `json:"action"`
 	Target ObjectRef `json:"target"`
 	Reason string    `json:"reason"`
+	// Cluster, in a multi-cluster plan, is the kubeconfig context of the
+	// cluster the step acts on.
+	Cluster string `json:"cluster,omitempty"`
 	// Replicas, for scale steps, is the count found at planning time, so
 	// the quiesce can be undone by hand.
 	Replicas *int64 `json:"replicas,omitempty"`

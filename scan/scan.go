@@ -27,7 +27,10 @@ type Options struct {
 type Result struct {
 	Report
 	Footprint *footprint.Footprint `json:"-"`
-	Duration  time.Duration        `json:"-"`
+	// Records are the multi-cluster records found, with the cluster
+	// identity each resolved to.
+	Records  []*hazard.Record `json:"-"`
+	Duration time.Duration    `json:"-"`
 }
 
 // Report is the JSON contract of `ks-clean scan -o json`.
@@ -52,7 +55,7 @@ func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
 		return nil, err
 	}
 	fp := footprint.Classify(inv, o.Footprint)
-	findings := hazard.Find(ctx, fp, o.Hazard)
+	findings, records := hazard.Find(ctx, fp, o.Hazard)
 	if findings == nil {
 		findings = []plan.Finding{}
 	}
@@ -64,6 +67,7 @@ func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
 			Warnings:   inv.Warnings,
 		},
 		Footprint: fp,
+		Records:   records,
 		Duration:  time.Since(start),
 	}, nil
 }

@@ -22,39 +22,7 @@ import (
 // rules (plan.Validate).
 func Build(r *scan.Result, now time.Time) (*plan.Plan, error) {
 	fp := r.Footprint
-	b := &builder{}
-	kubeSystem := plan.ObjectRef{APIVersion: "v1", Kind: "Namespace", Name: "kube-system", UID: r.Cluster.UID}
-
-	b.add(plan.PhasePreflight, plan.ActionVerify, kubeSystem, "the cluster is the one planned (kube-system UID), and the plan is current", nil)
-
-	byCat := map[footprint.Category][]*footprint.Member{}
-	for _, m := range fp.Members {
-		byCat[m.Category] = append(byCat[m.Category], m)
-	}
-
-	// Quiesce: KubeFed's controller first, so it stops syncing (the
-	// incident's flapping) before anything changes.
-	workloads := byCat[footprint.CatWorkload]
-	sort.SliceStable(workloads, func(i, j int) bool { return quiesceRank(workloads[i].Obj) < quiesceRank(workloads[j].Obj) })
-	for _, m := range workloads {
-		replicas, found, _ := unstructured.NestedInt64(m.Obj.Content.Object, "spec", "replicas")
-		if !found {
-			replicas = 1
-		}
-		if replicas == 0 {
-			continue
-		}
-		reason := "stop the controller so it cannot undo the teardown"
-		if strings.Contains(m.Obj.GetName(), "kubefed-controller-manager") {
-			reason = "stop KubeFed syncing first: with aliased cluster records it deletes and re-creates what it propagates"
-		}
-		b.add(plan.PhaseQuiesce, plan.ActionScale, ref(m.Obj), fmt.Sprintf("%s (replicas %d -> 0)", reason, replicas), func(s *plan.Step) { s.Replicas = &replicas })
-	}
-	b.wait(plan.PhaseQuiesce)
-
-	for _, m := range append(byCat[footprint.CatWebhook], byCat[footprint.CatAPIService]...) {
-		b.add(plan.PhaseDisarm, plan.ActionDelete, ref(m.Obj), m.Reason+": its backend is removed, so it would refuse the writes it matches", nil)
-	}
+	b, byCat := start(r)
 
 	protected := map[string]plan.ObjectRef{}
 	for _, ns := range fp.UserNamespaces {
@@ -125,15 +93,57 @@ func Build(r *scan.Result, now time.Time) (*plan.Plan, error) {
 	b.removeAll(plan.PhaseRBAC, clusterRBAC)
 	b.removeAll(plan.PhaseRBAC, byCat[footprint.CatHelm])
 
-	b.add(plan.PhaseVerify, plan.ActionVerify, kubeSystem, "nothing of KubeSphere/KubeFed remains and every protected object is present with its UID", nil)
+	b.add(plan.PhaseVerify, plan.ActionVerify, b.kubeSystem, "nothing of KubeSphere/KubeFed remains and every protected object is present with its UID", nil)
+	return b.finish(r, now, r.Findings, sortedRefs(protected))
+}
 
+// start opens a plan with what every teardown of a cluster begins with:
+// the preflight check, the quiesce and the disarm. It returns the footprint
+// members by category for the phases that follow.
+func start(r *scan.Result) (*builder, map[footprint.Category][]*footprint.Member) {
+	b := &builder{kubeSystem: plan.ObjectRef{APIVersion: "v1", Kind: "Namespace", Name: "kube-system", UID: r.Cluster.UID}}
+	b.add(plan.PhasePreflight, plan.ActionVerify, b.kubeSystem, "the cluster is the one planned (kube-system UID), and the plan is current", nil)
+
+	byCat := map[footprint.Category][]*footprint.Member{}
+	for _, m := range r.Footprint.Members {
+		byCat[m.Category] = append(byCat[m.Category], m)
+	}
+
+	// Quiesce: KubeFed's controller first, so it stops syncing (the
+	// incident's flapping) before anything changes.
+	workloads := byCat[footprint.CatWorkload]
+	sort.SliceStable(workloads, func(i, j int) bool { return quiesceRank(workloads[i].Obj) < quiesceRank(workloads[j].Obj) })
+	for _, m := range workloads {
+		replicas, found, _ := unstructured.NestedInt64(m.Obj.Content.Object, "spec", "replicas")
+		if !found {
+			replicas = 1
+		}
+		if replicas == 0 {
+			continue
+		}
+		reason := "stop the controller so it cannot undo the teardown"
+		if strings.Contains(m.Obj.GetName(), "kubefed-controller-manager") {
+			reason = "stop KubeFed syncing first: with aliased cluster records it deletes and re-creates what it propagates"
+		}
+		b.add(plan.PhaseQuiesce, plan.ActionScale, ref(m.Obj), fmt.Sprintf("%s (replicas %d -> 0)", reason, replicas), func(s *plan.Step) { s.Replicas = &replicas })
+	}
+	b.wait(plan.PhaseQuiesce)
+
+	for _, m := range append(byCat[footprint.CatWebhook], byCat[footprint.CatAPIService]...) {
+		b.add(plan.PhaseDisarm, plan.ActionDelete, ref(m.Obj), m.Reason+": its backend is removed, so it would refuse the writes it matches", nil)
+	}
+	return b, byCat
+}
+
+// finish checks the plan against the ordering rules and seals it.
+func (b *builder) finish(r *scan.Result, now time.Time, findings []plan.Finding, protected []plan.ObjectRef) (*plan.Plan, error) {
 	p := &plan.Plan{
 		APIVersion: plan.APIVersion,
 		Cluster:    r.Cluster,
 		CreatedAt:  now.UTC().Truncate(time.Second),
 		KubeSphere: r.KubeSphere,
-		Findings:   r.Findings,
-		Protected:  sortedRefs(protected),
+		Findings:   findings,
+		Protected:  protected,
 		Steps:      b.steps,
 	}
 	if err := plan.Validate(p); err != nil {
@@ -145,7 +155,10 @@ func Build(r *scan.Result, now time.Time) (*plan.Plan, error) {
 	return p, nil
 }
 
-type builder struct{ steps []plan.Step }
+type builder struct {
+	steps      []plan.Step
+	kubeSystem plan.ObjectRef
+}
 
 func (b *builder) add(ph plan.Phase, a plan.Action, t plan.ObjectRef, reason string, f func(*plan.Step)) {
 	s := plan.Step{ID: fmt.Sprintf("%04d-%s-%s", len(b.steps)+1, ph, a), Phase: ph, Action: a, Target: t, Reason: reason}

@@ -59,6 +59,8 @@ type Options struct {
 
 // Event reports progress.
 type Event struct {
+	// Stage names the stage of a multi-cluster plan ("" otherwise).
+	Stage       string
 	Phase       plan.Phase
 	Done, Total int
 	Step        *plan.Step
@@ -129,6 +131,14 @@ func (a *Apply) defaults() {
 	}
 }
 
+// Check runs the preflight alone: every refusal Run would make before its
+// first write, and no write.
+func (a *Apply) Check(ctx context.Context) error {
+	a.defaults()
+	_, err := a.preflight(ctx)
+	return err
+}
+
 // Run applies the plan.
 func (a *Apply) Run(ctx context.Context) (*Result, error) {
 	start := time.Now()
@@ -191,7 +201,9 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 	if res.Failed > 0 {
 		return res, fmt.Errorf("%d steps failed (see above); fix the cause and run the same command again to resume", res.Failed)
 	}
-	if a.DryRun {
+	// A plan with no verify step (the unjoin stage of a multi-cluster plan)
+	// leaves KubeSphere in place on purpose; its waits proved its deletes.
+	if a.DryRun || !hasVerify(a.Plan) {
 		return res, nil
 	}
 	v, err := a.verify(ctx)
@@ -223,11 +235,22 @@ func (r *Result) fill(x *executor) {
 	}
 }
 
+func hasVerify(p *plan.Plan) bool {
+	for _, s := range p.Steps {
+		if s.Phase == plan.PhaseVerify {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse is a refusal before any write: exit 2, nothing changed.
+func refuse(format string, args ...any) error {
+	return exitcode.New(exitcode.Usage, fmt.Errorf(format, args...))
+}
+
 // preflight refuses, without writing, a plan that must not run here.
 func (a *Apply) preflight(ctx context.Context) (map[string]*resolved, error) {
-	refuse := func(format string, args ...any) error {
-		return exitcode.New(exitcode.Usage, fmt.Errorf(format, args...))
-	}
 	p := a.Plan
 	if d, err := p.ComputeDigest(); err != nil || d != p.Digest {
 		return nil, refuse("plan %s: %v: make a new plan instead of editing one", a.PlanPath, plan.ErrTampered)
@@ -276,15 +299,29 @@ func (a *Apply) checkDrift(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rescan before applying: %w", err)
 	}
-	detached := map[string]bool{}
+	detached, deleted := map[string]bool{}, map[string]bool{}
 	for _, s := range a.Plan.Steps {
 		if s.Action == plan.ActionPatch && s.Remove != nil && len(s.Remove.OwnerReferences) > 0 {
 			detached[s.Target.UID] = true
 		}
+		if s.Action == plan.ActionDelete {
+			deleted[s.Target.UID] = true
+		}
+	}
+	// A whole teardown removes every owner in the footprint; a partial plan
+	// (a multi-cluster plan's unjoin stage) only what it deletes.
+	whole := hasVerify(a.Plan)
+	removes := func(owners []string) bool {
+		for _, uid := range owners {
+			if whole || deleted[uid] {
+				return true
+			}
+		}
+		return false
 	}
 	var drift []string
 	for _, d := range res.Footprint.Detach {
-		if len(d.Remove.OwnerReferences) > 0 && !detached[string(d.Obj.GetUID())] {
+		if removes(d.Remove.OwnerReferences) && !detached[string(d.Obj.GetUID())] {
 			drift = append(drift, fmt.Sprintf("%s %s (%s)", d.Obj.Resource.Kind, strings.Trim(d.Obj.GetNamespace()+"/"+d.Obj.GetName(), "/"), d.Reason))
 		}
 	}

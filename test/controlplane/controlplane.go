@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -340,3 +343,30 @@ rules:
   verbs: ["delete", "deletecollection"]
 - level: Metadata
 `
+
+// WriteKubeconfig writes one kubeconfig with a context per control plane
+// (named by the map's keys, each with its admin credentials), as an operator
+// with a host and its members has; the first name sorted is current.
+func WriteKubeconfig(path string, contexts map[string]*ControlPlane) error {
+	out := clientcmdapi.NewConfig()
+	names := make([]string, 0, len(contexts))
+	for name, cp := range contexts {
+		names = append(names, name)
+		in, err := clientcmd.LoadFromFile(cp.AdminKubeconfig)
+		if err != nil {
+			return err
+		}
+		ctx := in.Contexts[in.CurrentContext]
+		if ctx == nil {
+			return fmt.Errorf("%s has no current context", cp.AdminKubeconfig)
+		}
+		out.Clusters[name] = in.Clusters[ctx.Cluster]
+		out.AuthInfos[name] = in.AuthInfos[ctx.AuthInfo]
+		out.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		out.CurrentContext = names[0]
+	}
+	return clientcmd.WriteToFile(*out, path)
+}

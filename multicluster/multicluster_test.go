@@ -1,0 +1,208 @@
+package multicluster_test
+
+import (
+	"context"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+
+	"github.com/ks-clean/ks-clean/exitcode"
+	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/multicluster"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/test/controlplane"
+	"github.com/ks-clean/ks-clean/test/fixture"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+var kubeFedClusters = schema.GroupVersionResource{Group: "core.kubefed.io", Version: "v1beta1", Resource: "kubefedclusters"}
+
+func target(t *testing.T, name string, cfg *rest.Config) multicluster.Target {
+	t.Helper()
+	c, err := kube.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return multicluster.Target{Context: name, Clients: c}
+}
+
+func findingIDs(fs []plan.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.ID)
+	}
+	return out
+}
+
+// A 3.3 host managing member1 on a second control plane, plus a stale
+// second record of member1 on the host: one plan unjoins the member (both
+// records), tears the member down, then the host, with the garbage
+// collector on in both clusters; nothing of the users' is lost on either.
+func TestHostAndMemberInOnePlan(t *testing.T) {
+	ctx := context.Background()
+	h, m := fixture.StartHostMember(t)
+	if err := fixture.StaleMemberRecord(ctx, h.Seeder, m.Seeder, "member1-old"); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []fixture.Started{h, m} {
+		if err := st.CP.StartControllerManager(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host, member := target(t, "host", h.CP.Config), target(t, "member1", m.CP.Config)
+
+	rep, err := multicluster.Scan(ctx, host, []multicluster.Target{member}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Members) != 1 || len(rep.Members[0].Records) != 3 {
+		t.Fatalf("records of member1 on the host: %+v", rep.Members)
+	}
+	var alias *plan.Finding
+	for i, f := range rep.Findings {
+		if f.ID == multicluster.MemberAlias {
+			alias = &rep.Findings[i]
+		}
+	}
+	if alias == nil || alias.Severity != plan.Critical || !strings.Contains(alias.Message, "member1-old") || !strings.Contains(alias.Message, "KubeFedCluster member1,") || !rep.Critical() {
+		t.Fatalf("want a critical %s naming both KubeFedClusters, got %v: %+v", multicluster.MemberAlias, findingIDs(rep.Findings), rep.Findings)
+	}
+
+	mp, err := multicluster.Build(rep, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, st := range mp.Stages {
+		kinds = append(kinds, st.Kind+"@"+st.Context)
+		for _, s := range st.Plan.Steps {
+			if s.Cluster != st.Context {
+				t.Errorf("stage %s: step %s names cluster %q", st.Name, s.ID, s.Cluster)
+			}
+		}
+	}
+	if got := strings.Join(kinds, " "); got != "unjoin@host member@member1 host@host" {
+		t.Fatalf("stages: %s", got)
+	}
+	var unjoined []string
+	for _, s := range mp.Stages[0].Plan.Steps {
+		if s.Action == plan.ActionDelete && s.Phase == plan.PhaseKubeFed {
+			unjoined = append(unjoined, s.Target.Kind+"/"+s.Target.Name)
+		}
+	}
+	sort.Strings(unjoined)
+	if got := strings.Join(unjoined, " "); got != "Cluster/member1 KubeFedCluster/member1 KubeFedCluster/member1-old Secret/member1-old-token-x7k2p Secret/member1-token-x7k2p" {
+		t.Fatalf("unjoin deletes: %s", got)
+	}
+
+	// The saved form reads back, and its digests guard it.
+	path := filepath.Join(t.TempDir(), "plan.json")
+	if err := plan.WriteMulti(path, mp); err != nil {
+		t.Fatal(err)
+	}
+	f, err := plan.ReadFile(path)
+	if err != nil || f.Multi == nil || f.Multi.Digest != mp.Digest {
+		t.Fatalf("read back: %v %+v", err, f)
+	}
+
+	// When the member's teardown starts, the host holds no record of it.
+	var once sync.Once
+	var atMemberStart []string
+	hostDyn := h.Seeder.Dyn
+	progress := func(e uninstall.Event) {
+		if e.Stage != "member-member1" {
+			return
+		}
+		once.Do(func() {
+			l, err := hostDyn.Resource(kubeFedClusters).Namespace(fixture.KubeFedNamespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				atMemberStart = []string{"list failed: " + err.Error()}
+				return
+			}
+			atMemberStart = []string{}
+			for _, o := range l.Items {
+				atMemberStart = append(atMemberStart, o.GetName())
+			}
+		})
+	}
+	a := &uninstall.ApplyMulti{Plan: f.Multi, PlanPath: path,
+		Clients: map[string]*kube.Clients{"host": target(t, "host", h.CP.Config).Clients, "member1": target(t, "member1", m.CP.Config).Clients},
+		Options: uninstall.Options{FinalizerTimeout: 20 * time.Second, PhaseTimeout: 2 * time.Minute, Progress: progress}}
+	start := time.Now()
+	res, err := a.Run(ctx)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	t.Logf("multi-cluster apply: %s", time.Since(start).Round(time.Millisecond))
+	if len(res.Stages) != 3 {
+		t.Fatalf("stages run: %+v", res.Stages)
+	}
+	for _, st := range res.Stages {
+		r := st.Result
+		t.Logf("stage %s: %d done, %d skipped, %d failed in %s", st.Name, r.Done, r.Skipped, r.Failed, r.Duration)
+		if st.Name != "unjoin-members" && (r.Verification == nil || !r.Verification.OK) {
+			t.Errorf("stage %s not verified: %+v", st.Name, r.Verification)
+		}
+	}
+	if atMemberStart == nil || strings.Join(atMemberStart, ",") != "host" {
+		t.Errorf("KubeFedClusters on the host when the member's teardown began: %v (want only host's own)", atMemberStart)
+	}
+	for _, side := range []fixture.Started{h, m} {
+		missing, err := side.Missing(ctx, side.Seeded.Protected)
+		if err != nil || len(missing) > 0 {
+			t.Errorf("%s: user objects lost: %v %v", side.Server, err, missing)
+		}
+		present, err := side.Present(ctx, side.Seeded.Footprint)
+		if err != nil || len(present) > 0 {
+			t.Errorf("%s: footprint left: %v %v", side.Server, err, present)
+		}
+	}
+	after, err := multicluster.Scan(ctx, target(t, "host", h.CP.Config), []multicluster.Target{target(t, "member1", m.CP.Config)}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Host.Footprint.Empty() || !after.Members[0].Footprint.Empty() {
+		t.Errorf("rescan: host empty %v, member empty %v", after.Host.Footprint.Empty(), after.Members[0].Footprint.Empty())
+	}
+}
+
+// A member that the given host has no record of is registered elsewhere:
+// the scan says so (critical, naming the join it shows) and no plan is made.
+func TestMemberRegisteredElsewhereIsRefused(t *testing.T) {
+	ctx := context.Background()
+	h := fixture.Start(t, "ks33-host", controlplane.Options{}, false)
+	mcp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	ms, err := fixture.NewSeeder(mcp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixture.KS33Member(ctx, ms, fixture.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := multicluster.Scan(ctx, target(t, "host", h.CP.Config), []multicluster.Target{target(t, "member1", mcp.Config)}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 || rep.Findings[0].ID != multicluster.MemberElsewhere || rep.Findings[0].Severity != plan.Critical ||
+		!strings.Contains(rep.Findings[0].Message, "joined to a host as member1-"+fixture.KubeFedHostName) {
+		t.Fatalf("findings: %+v", rep.Findings)
+	}
+	_, err = multicluster.Build(rep, time.Now())
+	if exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "ks-clean plan --context member1") {
+		t.Fatalf("build: exit %d, %v", exitcode.Of(err), err)
+	}
+
+	// One cluster given twice is refused before anything else.
+	_, err = multicluster.Scan(ctx, target(t, "host", h.CP.Config), []multicluster.Target{target(t, "again", h.CP.Config)}, scan.Options{})
+	if exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "same cluster") {
+		t.Fatalf("host twice: %v", err)
+	}
+}

@@ -1,0 +1,38 @@
+package teardown
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ks-clean/ks-clean/footprint"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+)
+
+// Unjoin plans what a host does before its members are torn down: its
+// controllers stop (so nothing on the host acts on a member any more), the
+// webhooks that would refuse the deletes go, and the members' records on the
+// host (KubeSphere Clusters, KubeFedClusters and the token Secrets they use)
+// are deleted. The host's own teardown is a later plan, so this one ends
+// with no verify step. Each record's Reason says which member it is.
+func Unjoin(host *scan.Result, records []*footprint.Member, findings []plan.Finding, now time.Time) (*plan.Plan, error) {
+	b, _ := start(host)
+	b.removeAll(plan.PhaseKubeFed, records)
+	seen := map[string]bool{}
+	for _, m := range records {
+		if m.Obj.Resource.Kind != "KubeFedCluster" || m.Obj.Content == nil {
+			continue
+		}
+		name, _, _ := unstructured.NestedString(m.Obj.Content.Object, "spec", "secretRef", "name")
+		sec := host.Footprint.Inv.Secrets[m.Obj.GetNamespace()+"/"+name]
+		if sec == nil || seen[string(sec.UID)] {
+			continue
+		}
+		seen[string(sec.UID)] = true
+		t := plan.ObjectRef{APIVersion: "v1", Kind: "Secret", Namespace: sec.Namespace, Name: sec.Name, UID: string(sec.UID), ResourceVersion: sec.ResourceVersion}
+		b.add(plan.PhaseKubeFed, plan.ActionDelete, t, "join token of KubeFedCluster "+m.Obj.GetName()+": "+m.Reason, nil)
+	}
+	b.wait(plan.PhaseKubeFed)
+	return b.finish(host, now, findings, []plan.ObjectRef{})
+}
