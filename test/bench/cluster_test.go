@@ -137,8 +137,9 @@ func eachObject(ctx context.Context, s *fixture.Seeder, gvr schema.GroupVersionR
 //     removed in that one patch;
 //   - delete: one per footprint object not inside a footprint namespace
 //     (what is inside goes with its namespace and needs no write);
-//   - finalizer: one more for each of those carrying a finalizer, since its
-//     controller is stopped and nobody else will remove it.
+//   - finalizer: one for each footprint object carrying a finalizer, inside a
+//     footprint namespace or not: its controller is stopped, nobody else
+//     will remove it, and it would hang its deletion (or its namespace's).
 type least struct{ Scale, Detach, Delete, Finalizer int }
 
 func (l least) Total() int { return l.Scale + l.Detach + l.Delete + l.Finalizer }
@@ -160,13 +161,13 @@ func leastWrites(seeded fixture.Seeded, st map[types.UID]objState) least {
 		if o.replicas > 0 {
 			l.Scale++
 		}
+		if len(o.finalizers) > 0 {
+			l.Finalizer++ // in a deleted namespace too: it would hang there
+		}
 		if r.Namespace != "" && fpNS[r.Namespace] {
 			continue
 		}
 		l.Delete++
-		if len(o.finalizers) > 0 {
-			l.Finalizer++
-		}
 	}
 	for _, r := range seeded.Protected {
 		o, ok := st[r.UID]
