@@ -28,9 +28,17 @@ test: testbin vet
 test-long: testbin
 	KS_FAULT_SEEDS=100 KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -count=1 -timeout 180m -run TestApplyUnderFaults -v ./uninstall/
 
-# Benchmarks on a real control plane (KS_BENCH_NAMESPACES sizes the fixture).
+# Benchmarks on real control planes: the plan (KS_BENCH_NAMESPACES sizes it),
+# then plan and apply against the floor and a kubectl baseline
+# (KS_BENCH_SIZES, KS_BENCH_BASELINE_MAX; about 90 minutes on 2 cores).
+# Builds kubectl for the baseline. Table: bin/bench-report.md, see
+# docs/benchmarks.md.
 bench: testbin
+	@bash scripts/testbin.sh kubectl >/dev/null
 	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -run '^$$' -bench . -benchtime 3x -benchmem -timeout 60m ./teardown/
+	@mkdir -p bin
+	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh kubectl | tail -n 1)" KS_BENCH_REPORT="$${KS_BENCH_REPORT:-$(CURDIR)/bin/bench-report.md}" \
+	  $(GO) test -run '^$$' -bench BenchmarkTeardown -benchtime 1x -timeout 240m ./test/bench/
 
 demo: testbin build
 	bash scripts/demo.sh
