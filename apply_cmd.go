@@ -31,14 +31,18 @@ func runApply(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return exitcode.New(exitcode.Usage, errors.New("apply takes one argument, the plan file: ks-clean apply PLAN (make one with 'ks-clean plan --out PLAN')"))
 	}
-	if n := c.Int("concurrency"); n < 1 || n > 64 {
-		return exitcode.New(exitcode.Usage, fmt.Errorf("--concurrency %d: use a number from 1 to 64", n))
+	if err := checkConcurrency(c); err != nil {
+		return err
 	}
 	path := c.Args().First()
-	p, err := plan.Read(path)
+	f, err := plan.ReadFile(path)
 	if err != nil {
 		return exitcode.New(exitcode.Usage, err)
 	}
+	if f.Multi != nil {
+		return runApplyMulti(c, format, path, f.Multi)
+	}
+	p := f.Single
 	cl, clients, err := connect(c)
 	if err != nil {
 		return err
@@ -51,13 +55,7 @@ func runApply(c *cli.Context) error {
 
 	log := c.App.ErrWriter
 	prog := newProgress(log)
-	a := &uninstall.Apply{Clients: clients, Plan: p, PlanPath: path, Options: uninstall.Options{
-		DryRun: c.Bool("dry-run"), BackupDir: c.String("backup-dir"),
-		MaxAge: c.Duration("max-age"), AllowStale: c.Bool("allow-stale"),
-		Concurrency: c.Int("concurrency"), FinalizerTimeout: c.Duration("finalizer-timeout"),
-		PhaseTimeout: c.Duration("phase-timeout"), HelmHooks: c.Bool("helm-hooks"),
-		Progress: prog.event,
-	}}
+	a := &uninstall.Apply{Clients: clients, Plan: p, PlanPath: path, Options: applyOptions(c, prog)}
 	res, runErr := a.Run(c.Context)
 	prog.stop()
 	if format == "json" {
@@ -68,6 +66,16 @@ func runApply(c *cli.Context) error {
 		printApply(c.App.Writer, res, p)
 	}
 	return explain(runErr, cl.Server)
+}
+
+func applyOptions(c *cli.Context, prog *progress) uninstall.Options {
+	return uninstall.Options{
+		DryRun: c.Bool("dry-run"), BackupDir: c.String("backup-dir"),
+		MaxAge: c.Duration("max-age"), AllowStale: c.Bool("allow-stale"),
+		Concurrency: c.Int("concurrency"), FinalizerTimeout: c.Duration("finalizer-timeout"),
+		PhaseTimeout: c.Duration("phase-timeout"), HelmHooks: c.Bool("helm-hooks"),
+		Progress: prog.event,
+	}
 }
 
 // confirm asks for the context name (or server) on a terminal; without one,
@@ -97,6 +105,7 @@ type progress struct {
 	w     io.Writer
 	tty   bool
 	mu    sync.Mutex
+	stage string
 	phase plan.Phase
 	sp    *spinner.Spinner
 	start time.Time
@@ -110,6 +119,11 @@ func newProgress(w io.Writer) *progress {
 func (p *progress) event(e uninstall.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if e.Stage != p.stage {
+		p.finishPhase()
+		p.stage, p.phase = e.Stage, ""
+		fmt.Fprintf(p.w, "stage %s\n", e.Stage)
+	}
 	if e.Phase != p.phase {
 		p.finishPhase()
 		p.phase, p.start = e.Phase, time.Now()

@@ -169,6 +169,7 @@ func commands() []*cli.Command {
 		output,
 		&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "API lists in flight at once (1-64)"},
 		&cli.DurationFlag{Name: "cluster-timeout", Value: 5 * time.Second, Usage: "timeout to reach each multi-cluster record's API server with its own credentials"},
+		&cli.StringSliceFlag{Name: "member-context", Usage: "kubeconfig context of a member cluster of the host (--context); repeat for each member: host and members are scanned and planned together"},
 	}
 	return []*cli.Command{
 		{
@@ -195,6 +196,11 @@ reports the hazards: aliased cluster records (verified by each record's
 kube-system UID), namespaces a KubeSphere object owns, fail-closed webhooks
 without a backend, stuck namespaces, KubeFed leftovers.
 
+With --member-context (once per member), the host (--context) and its members
+are scanned together and matched by kube-system UID: a member the host has no
+record of (registered in another host), or has several records of, is a
+critical finding.
+
 Exit 0: no critical hazard. Exit 3: at least one critical hazard. Exit 1: error.`,
 			Flags:  scanFlags,
 			Action: runScan,
@@ -208,7 +214,15 @@ crds, rbac, verify. Users' namespaces and every object tied to the footprint
 are protected: they are detached, never deleted. The plan is checked against
 its safety rules before it is written.
 
---out FILE saves it (mode 0600) for review and for 'ks-clean apply'.`,
+--out FILE saves it (mode 0600) for review and for 'ks-clean apply'.
+
+Multi-cluster: --context HOST --member-context M1 --member-context M2 makes one
+plan in stages, each a whole plan for one cluster whose steps name it:
+  1. unjoin (on the host): stop the host's controllers, delete the members'
+     Cluster and KubeFedCluster records and their token Secrets;
+  2. each member's teardown (its join ServiceAccount and RBAC included);
+  3. the host's teardown.
+A member registered in another host is refused (exit 2).`,
 			Flags: append(scanFlags,
 				&cli.StringFlag{Name: "out", Usage: "save the plan to this file (JSON, mode 0600)"},
 				&cli.BoolFlag{Name: "keep-workspace-labels", Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
@@ -234,7 +248,12 @@ command resumes. At the end a rescan must find nothing of KubeSphere/KubeFed
 and every protected object with its UID.
 
 Without --confirm, on a terminal you are asked to type the context name; with
-no terminal, apply refuses. --dry-run sends every write with dryRun=All.`,
+no terminal, apply refuses. --dry-run sends every write with dryRun=All.
+
+A multi-cluster plan (plan --member-context) connects to each stage's
+context in the same kubeconfig, checks every stage before the first write,
+then runs the stages in order (backup and journal of each under
+--backup-dir/NN-STAGE); one confirmation, the host's context name, covers all.`,
 			Flags: []cli.Flag{
 				output,
 				&cli.BoolFlag{Name: "confirm", Usage: "do not ask: apply the plan"},
@@ -342,18 +361,25 @@ func takesValue(fs []cli.Flag) map[string]bool {
 
 // loadCluster resolves the cluster from the global flags, as kubectl would.
 func loadCluster(c *cli.Context) (*kubeconfig.Cluster, error) {
+	return loadContext(c, c.String("context"), "--context")
+}
+
+// loadContext resolves a named context ("" for the current one), given by
+// flag, from the kubeconfig the global flags select.
+func loadContext(c *cli.Context, context, flag string) (*kubeconfig.Cluster, error) {
 	timeout := c.Duration("request-timeout")
 	if timeout < 0 {
 		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("--request-timeout %s: use 0 (no timeout) or a positive duration such as 30s", timeout))
 	}
 	cl, err := kubeconfig.Load(kubeconfig.Options{
 		Kubeconfig:     c.String("kubeconfig"),
-		Context:        c.String("context"),
+		Context:        context,
+		ContextFlag:    flag,
 		RequestTimeout: timeout,
 		UserAgent:      "ks-clean/" + version,
 	})
 	if err != nil {
-		return nil, err
+		return nil, exitcode.New(exitcode.Usage, err) // a kubeconfig problem: nothing was tried
 	}
 	if c.Bool("verbose") {
 		if cl.Context == "" {
@@ -367,7 +393,12 @@ func loadCluster(c *cli.Context) (*kubeconfig.Cluster, error) {
 
 // connect resolves the cluster from the global flags and builds clients.
 func connect(c *cli.Context) (*kubeconfig.Cluster, *kube.Clients, error) {
-	cl, err := loadCluster(c)
+	return connectContext(c, c.String("context"), "--context")
+}
+
+// connectContext builds clients for a context given by flag.
+func connectContext(c *cli.Context, context, flag string) (*kubeconfig.Cluster, *kube.Clients, error) {
+	cl, err := loadContext(c, context, flag)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -388,20 +419,17 @@ func outputFormat(c *cli.Context) (string, error) {
 }
 
 func doScan(c *cli.Context) (*scan.Result, *kube.Clients, error) {
-	if n := c.Int("concurrency"); n < 1 || n > 64 {
-		return nil, nil, exitcode.New(exitcode.Usage, fmt.Errorf("--concurrency %d: use a number from 1 to 64", n))
+	if err := checkConcurrency(c); err != nil {
+		return nil, nil, err
 	}
 	cl, clients, err := connect(c)
 	if err != nil {
 		return nil, nil, err
 	}
 	stop := spin(c.App.ErrWriter, "scanning "+cl.Server)
-	res, err := scan.Run(c.Context, clients, scan.Options{
-		Context:   cl.Context,
-		Inventory: inventory.Options{Concurrency: c.Int("concurrency")},
-		Footprint: footprint.Options{KeepWorkspaceLabels: c.Bool("keep-workspace-labels")},
-		Hazard:    hazard.Options{Timeout: c.Duration("cluster-timeout"), Concurrency: c.Int("concurrency")},
-	})
+	o := scanOptions(c)
+	o.Context = cl.Context
+	res, err := scan.Run(c.Context, clients, o)
 	stop()
 	if err != nil {
 		return nil, nil, explain(fmt.Errorf("scan %s: %w", cl.Server, err), cl.Server)
@@ -412,10 +440,28 @@ func doScan(c *cli.Context) (*scan.Result, *kube.Clients, error) {
 	return res, clients, nil
 }
 
+func scanOptions(c *cli.Context) scan.Options {
+	return scan.Options{
+		Inventory: inventory.Options{Concurrency: c.Int("concurrency")},
+		Footprint: footprint.Options{KeepWorkspaceLabels: c.Bool("keep-workspace-labels")},
+		Hazard:    hazard.Options{Timeout: c.Duration("cluster-timeout"), Concurrency: c.Int("concurrency")},
+	}
+}
+
+func checkConcurrency(c *cli.Context) error {
+	if n := c.Int("concurrency"); n < 1 || n > 64 {
+		return exitcode.New(exitcode.Usage, fmt.Errorf("--concurrency %d: use a number from 1 to 64", n))
+	}
+	return nil
+}
+
 func runScan(c *cli.Context) error {
 	format, err := outputFormat(c)
 	if err != nil {
 		return err
+	}
+	if len(c.StringSlice("member-context")) > 0 {
+		return runScanMulti(c, format)
 	}
 	res, _, err := doScan(c)
 	if err != nil {
@@ -435,7 +481,11 @@ func runScan(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if res.Critical() {
+	return criticalExit(res.Critical())
+}
+
+func criticalExit(critical bool) error {
+	if critical {
 		return exitcode.New(exitcode.Critical, errors.New("critical hazards found: read them above before changing anything"))
 	}
 	return nil
@@ -454,6 +504,9 @@ func runPlan(c *cli.Context) error {
 	format, err := outputFormat(c)
 	if err != nil {
 		return err
+	}
+	if len(c.StringSlice("member-context")) > 0 {
+		return runPlanMulti(c, format)
 	}
 	res, _, err := doScan(c)
 	if err != nil {

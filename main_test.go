@@ -165,7 +165,7 @@ func TestNoKubeconfig(t *testing.T) {
 	isolate(t)
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "absent"))
 	_, errOut, code := runCLI(t, "scan")
-	if code != 1 || !strings.Contains(errOut, "absent") {
+	if code != 2 || !strings.Contains(errOut, "absent") {
 		t.Fatalf("missing kubeconfig: code %d stderr %q", code, errOut)
 	}
 }

@@ -37,6 +37,10 @@ type Options struct {
 	Kubeconfig string
 	// Context is --context; "" means the kubeconfig's current-context.
 	Context string
+	// ContextFlag is the flag Context came from, named in errors
+	// (default "--context"); when it does not start with "-", it is the
+	// whole advice an absent context gets.
+	ContextFlag string
 	// RequestTimeout bounds each API request; 0 means none, as in kubectl.
 	RequestTimeout time.Duration
 	// UserAgent, e.g. "ks-clean/v1.2.0", lets audit logs name the tool.
@@ -67,7 +71,10 @@ func Load(o Options) (*Cluster, error) {
 	}
 	name, named := raw.CurrentContext, "current-context"
 	if o.Context != "" {
-		name, named = o.Context, "--context"
+		name, named = o.Context, o.ContextFlag
+		if named == "" {
+			named = "--context"
+		}
 	}
 	if name != "" {
 		if _, ok := raw.Contexts[name]; !ok {
@@ -141,12 +148,16 @@ func contextNotFound(name, named string, raw clientcmdapi.Config, rules *clientc
 	if len(raw.Contexts) == 0 {
 		return fmt.Errorf("context %q not found: the kubeconfig defines no contexts (searched: %s)", name, searched(rules))
 	}
-	if named == "--context" {
+	if named != "current-context" {
 		where := "kubeconfig"
 		if rules.ExplicitPath != "" {
 			where += " " + rules.ExplicitPath
 		}
-		return fmt.Errorf("context %q not found in %s (available: %s): pass one of them to --context", name, where, available(raw))
+		advice := "pass one of them to " + named
+		if !strings.HasPrefix(named, "-") {
+			advice = named // a sentence of its own
+		}
+		return fmt.Errorf("context %q not found in %s (available: %s): %s", name, where, available(raw), advice)
 	}
 	return fmt.Errorf("the kubeconfig's current-context %q names no context (available: %s): pass --context, or run 'kubectl config use-context NAME'", name, available(raw))
 }

@@ -151,6 +151,9 @@ func match(ctx context.Context, host *scan.Result, m *Member) []plan.Finding {
 	memberRef := plan.ObjectRef{APIVersion: "v1", Kind: "Namespace", Name: "kube-system", UID: m.Cluster.UID}
 	var out []plan.Finding
 	switch {
+	case len(m.Records) == 0 && m.Footprint.Empty():
+		// Nothing of KubeSphere on it and no record of it: not a member
+		// of anything, and nothing to tear down.
 	case len(m.Records) == 0:
 		joined := "it shows no sign of being joined to any host"
 		if names := joinNames(m.Result); len(names) > 0 {
@@ -164,16 +167,27 @@ func match(ctx context.Context, host *scan.Result, m *Member) []plan.Finding {
 				who, host.Cluster.Context, joined, m.Cluster.Context),
 			Objects: []plan.ObjectRef{memberRef},
 		})
-	case len(m.Records) > 1:
+	}
+	// One KubeFedCluster and one KubeSphere Cluster per member is a join;
+	// two of one kind are one cluster seen as several.
+	byKind := map[string][]*hazard.Record{}
+	for _, rec := range m.Records {
+		byKind[rec.Obj.Resource.Kind] = append(byKind[rec.Obj.Resource.Kind], rec)
+	}
+	for _, kind := range []string{"KubeFedCluster", "Cluster"} {
+		recs := byKind[kind]
+		if len(recs) < 2 {
+			continue
+		}
 		var names []string
-		for _, rec := range m.Records {
-			names = append(names, rec.Obj.Resource.Kind+" "+rec.Obj.GetName())
+		for _, rec := range recs {
+			names = append(names, rec.Obj.GetName())
 		}
 		out = append(out, plan.Finding{
 			ID: MemberAlias, Severity: plan.Critical,
-			Message: fmt.Sprintf("host context %q has %d records of %s: %s; KubeFed sees one cluster as several and can delete and re-create what it propagates there. The plan unjoins every one of them",
-				host.Cluster.Context, len(m.Records), who, strings.Join(names, ", ")),
-			Objects: recordRefs(m.Records),
+			Message: fmt.Sprintf("host context %q has %d %s records of %s: %s; the host sees one cluster as several and can delete and re-create what it propagates there. The plan unjoins every one of them",
+				host.Cluster.Context, len(recs), kind, who, strings.Join(names, ", ")),
+			Objects: recordRefs(recs),
 		})
 	}
 	if len(unverified) > 0 {

@@ -72,7 +72,7 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 			alias = &rep.Findings[i]
 		}
 	}
-	if alias == nil || alias.Severity != plan.Critical || !strings.Contains(alias.Message, "member1-old") || !strings.Contains(alias.Message, "KubeFedCluster member1,") || !rep.Critical() {
+	if alias == nil || alias.Severity != plan.Critical || !strings.Contains(alias.Message, "2 KubeFedCluster records") || !strings.Contains(alias.Message, "member1, member1-old") || !rep.Critical() {
 		t.Fatalf("want a critical %s naming both KubeFedClusters, got %v: %+v", multicluster.MemberAlias, findingIDs(rep.Findings), rep.Findings)
 	}
 

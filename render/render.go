@@ -194,3 +194,25 @@ func (s Style) describe(st plan.Step) string {
 	}
 	return fmt.Sprintf("%-8s %s  %s", st.Action, what, s.dim(detail))
 }
+
+// MultiPlan prints a multi-cluster plan: the cross-cluster findings, then
+// each stage as a plan of its own, then a summary. holds maps a context to
+// what each of its namespaces holds.
+func (s Style) MultiPlan(w io.Writer, m *plan.MultiCluster, holds map[string]map[string]string) {
+	fmt.Fprintf(w, "%s host context %s, members %s\n", s.bold("Multi-cluster teardown"), m.Host, strings.Join(m.Members, ", "))
+	s.Findings(w, m.Findings)
+	for i, st := range m.Stages {
+		fmt.Fprintf(w, "\n%s\n", s.bold(fmt.Sprintf("=== Stage %d/%d: %s (context %s) ===", i+1, len(m.Stages), st.Name, st.Context)))
+		s.Plan(w, st.Plan, holds[st.Context])
+	}
+	fmt.Fprintf(w, "\n%s\n", MultiSummary(m))
+}
+
+// MultiSummary is a multi-cluster plan's summary: one line a stage.
+func MultiSummary(m *plan.MultiCluster) string {
+	lines := []string{fmt.Sprintf("Multi-cluster plan: %d stages, run in order; a stage that fails stops the rest.", len(m.Stages))}
+	for i, st := range m.Stages {
+		lines = append(lines, fmt.Sprintf("  %d. %s on %s: %s", i+1, st.Name, st.Context, Summary(st.Plan)))
+	}
+	return strings.Join(lines, "\n")
+}
