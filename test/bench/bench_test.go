@@ -128,6 +128,19 @@ type row struct {
 	BaselineTime    time.Duration
 	BaselineWrites  int
 	BaselineOutcome outcome
+
+	// Load is the 1-minute load average when each timed part ended (plan,
+	// apply, floor, baseline): on 2 cores, anything else running shows.
+	Load [4]string
+}
+
+// loadAvg reads the 1-minute load average ("?" where there is none).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b) + " ?")[0]
 }
 
 func (r *row) objects() int { return r.Footprint + r.Protected }
@@ -186,6 +199,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 	if r.Plan, err = runCLI(ctx, cli, "plan", "--kubeconfig", planKC, "--concurrency", strconv.Itoa(concurrency), "--out", planPath, "-o", "json"); err != nil {
 		b.Fatal(err)
 	}
+	r.Load[0] = loadAvg()
 	p, err := plan.Read(planPath)
 	if err != nil {
 		b.Fatal(err)
@@ -198,6 +212,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 
 	r.Apply, err = runCLI(ctx, cli, "apply", planPath, "--kubeconfig", applyKC, "--confirm", "-o", "json",
 		"--concurrency", strconv.Itoa(concurrency), "--qps", strconv.Itoa(qps), "--burst", strconv.Itoa(burst))
+	r.Load[1] = loadAvg()
 	var res uninstall.Result
 	if jerr := json.Unmarshal(r.Apply.Stdout, &res); jerr != nil && err == nil {
 		err = fmt.Errorf("apply output: %w", jerr)
@@ -243,6 +258,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 		b.Fatalf("n=%d: floor: %v", n, err)
 	}
 	r.Floor = time.Since(start)
+	r.Load[2] = loadAvg()
 	var writes map[string]int
 	if r.FloorVerbs, _, writes, err = audit(f.cp, floorUser); err != nil {
 		b.Fatal(err)
@@ -266,6 +282,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 	start = time.Now()
 	br := runBaseline(ctx, kubectl, kc, filepath.Join(work, "kubectl-cache"), phases)
 	r.BaselineTime, r.Baseline = time.Since(start), &br
+	r.Load[3] = loadAvg()
 	if _, _, writes, err = audit(k.cp, baselineUser); err != nil {
 		b.Fatal(err)
 	}

@@ -56,8 +56,8 @@ func renderTables(rows []*row) string {
 	}
 
 	w("\n**Peak RSS and outcome**\n\n")
-	w("| namespaces | plan steps | ks-clean plan RSS MiB | ks-clean apply RSS MiB | kubectl RSS MiB (max of processes) | kubectl processes (failed) | users' objects lost: ks-clean / floor / baseline | footprint left: ks-clean / floor / baseline |\n")
-	w("|---:|---:|---:|---:|---:|---:|---|---|\n")
+	w("| namespaces | plan steps | ks-clean plan RSS MiB | ks-clean apply RSS MiB | kubectl RSS MiB (max of processes) | kubectl processes (failed) | users' objects lost: ks-clean / floor / baseline | footprint left: ks-clean / floor / baseline | 1-min load at end of plan / apply / floor / baseline |\n")
+	w("|---:|---:|---:|---:|---:|---:|---|---|---|\n")
 	for _, r := range rows {
 		krss, kproc := "not run", "not run"
 		bl, bf := "–", "–"
@@ -66,8 +66,12 @@ func renderTables(rows []*row) string {
 			kproc = fmt.Sprintf("%d (%d)", r.Baseline.Processes, r.Baseline.Failed)
 			bl, bf = fmt.Sprint(r.BaselineOutcome.Lost), fmt.Sprint(r.BaselineOutcome.Left)
 		}
-		w("| %d | %d | %d | %d | %s | %s | %d / %d / %s | %d / %d / %s |\n", r.N, r.Steps, r.Plan.MaxRSSKiB/1024, r.Apply.MaxRSSKiB/1024,
-			krss, kproc, r.Outcome.Lost, r.FloorOutcome.Lost, bl, r.Outcome.Left, r.FloorOutcome.Left, bf)
+		load := strings.Join(r.Load[:], " / ")
+		if r.Baseline == nil {
+			load = strings.Join(r.Load[:3], " / ") + " / –"
+		}
+		w("| %d | %d | %d | %d | %s | %s | %d / %d / %s | %d / %d / %s | %s |\n", r.N, r.Steps, r.Plan.MaxRSSKiB/1024, r.Apply.MaxRSSKiB/1024,
+			krss, kproc, r.Outcome.Lost, r.FloorOutcome.Lost, bl, r.Outcome.Left, r.FloorOutcome.Left, bf, load)
 	}
 	return sb.String()
 }
