@@ -58,14 +58,20 @@ func runApply(c *cli.Context) error {
 	a := &uninstall.Apply{Clients: clients, Plan: p, PlanPath: path, Options: applyOptions(c, prog)}
 	res, runErr := a.Run(c.Context)
 	prog.stop()
+	return reportApply(c, format, res, func(w io.Writer) { printApply(w, res, p) }, runErr, cl.Server)
+}
+
+// reportApply prints an apply's result, as JSON or as text, and returns its
+// error explained.
+func reportApply(c *cli.Context, format string, res any, text func(io.Writer), runErr error, server string) error {
 	if format == "json" {
 		if err := writeJSON(c.App.Writer, res); err != nil {
 			return err
 		}
 	} else {
-		printApply(c.App.Writer, res, p)
+		text(c.App.Writer)
 	}
-	return explain(runErr, cl.Server)
+	return explain(runErr, server)
 }
 
 func applyOptions(c *cli.Context, prog *progress) uninstall.Options {

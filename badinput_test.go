@@ -34,7 +34,7 @@ func TestBadInputTable(t *testing.T) {
 		return p
 	}
 	good := filepath.Join(dir, "good.json")
-	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "plan", "--out", good); code != 0 {
+	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "plan", "--out", good, "--protect", "prod-ws1-1", "--protect", fixture.StandaloneNamespace); code != 0 {
 		t.Fatalf("plan: %s", errOut)
 	}
 	otherPlan := filepath.Join(dir, "other.json")
@@ -96,6 +96,8 @@ func TestBadInputTable(t *testing.T) {
 		{"unreachable server", []string{"--kubeconfig", unreachable, "--request-timeout", "3s", "scan"}, nil, "cannot reach"},
 		{"invalid token", []string{"--kubeconfig", badToken, "scan"}, nil, "rejected the credentials"},
 		{"concurrency 0", []string{"--kubeconfig", kc, "apply", good, "--confirm", "--concurrency", "0"}, nil, "--concurrency"},
+		{"protect: no such namespace", []string{"--kubeconfig", kc, "plan", "--protect", "prod-ws1-9"}, nil, "no namespace of that name"},
+		{"protect: a namespace the plan deletes", []string{"--kubeconfig", kc, "plan", "--protect", "kubesphere-system"}, nil, "move what you need out of it first"},
 		{"lease held", []string{"--kubeconfig", kc, "apply", good, "--confirm"}, leaseHeld, "another ks-clean apply holds the cluster"},
 	}
 	for _, c := range cases {

@@ -225,6 +225,7 @@ plan in stages, each a whole plan for one cluster whose steps name it:
 A member registered in another host is refused (exit 2).`,
 			Flags: append(scanFlags,
 				&cli.StringFlag{Name: "out", Usage: "save the plan to this file (JSON, mode 0600)"},
+				&cli.StringSliceFlag{Name: "protect", Usage: "namespace that must survive (repeatable): refuse to plan if it does not exist or the plan would delete it"},
 				&cli.BoolFlag{Name: "keep-workspace-labels", Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
 			),
 			Action: runPlan,
@@ -510,6 +511,9 @@ func runPlan(c *cli.Context) error {
 	}
 	res, _, err := doScan(c)
 	if err != nil {
+		return err
+	}
+	if err := teardown.RequireKept([]*scan.Result{res}, c.StringSlice("protect")); err != nil {
 		return err
 	}
 	p, err := teardown.Build(res, time.Now())

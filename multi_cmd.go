@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -11,6 +12,8 @@ import (
 	"github.com/ks-clean/ks-clean/multicluster"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/render"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/teardown"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -75,6 +78,13 @@ func runPlanMulti(c *cli.Context, format string) error {
 	if err != nil {
 		return err
 	}
+	results := []*scan.Result{rep.Host}
+	for _, m := range rep.Members {
+		results = append(results, m.Result)
+	}
+	if err := teardown.RequireKept(results, c.StringSlice("protect")); err != nil {
+		return err
+	}
 	mp, err := multicluster.Build(rep, time.Now())
 	if err != nil {
 		return err
@@ -131,15 +141,10 @@ func runApplyMulti(c *cli.Context, format, path string, mp *plan.MultiCluster) e
 	a := &uninstall.ApplyMulti{Plan: mp, Clients: clients, PlanPath: path, Options: applyOptions(c, prog)}
 	res, runErr := a.Run(c.Context)
 	prog.stop()
-	if format == "json" {
-		if err := writeJSON(c.App.Writer, res); err != nil {
-			return err
-		}
-	} else {
+	return reportApply(c, format, res, func(w io.Writer) {
 		for i, st := range res.Stages {
-			fmt.Fprintf(c.App.Writer, "Stage %s (context %s):\n", st.Name, st.Context)
-			printApply(c.App.Writer, st.Result, mp.Stages[i].Plan)
+			fmt.Fprintf(w, "Stage %s (context %s):\n", st.Name, st.Context)
+			printApply(w, st.Result, mp.Stages[i].Plan)
 		}
-	}
-	return explain(runErr, server)
+	}, runErr, server)
 }

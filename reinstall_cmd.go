@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ks-clean/ks-clean/exitcode"
+	"github.com/ks-clean/ks-clean/multicluster"
 	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
@@ -25,6 +26,11 @@ func reinstallCommand(output cli.Flag) *cli.Command {
    SDK: a chart directory, a .tgz, a URL to one, or oci://REGISTRY/REPO;
 4. proves the new install healthy: release deployed, no critical finding, one
    cluster record per cluster.
+
+With --member-context (once per member), the members are torn down with the
+host in one multi-cluster plan (unjoined on the host first, see 'ks-clean plan
+--help') and each is proven clean; the install is on the host only: join the
+members again from the new KubeSphere.
 
 --dry-run stops after planning the uninstall and rendering the install.
 --keep-workspace-labels keeps kubesphere.io/workspace on namespaces so the new
@@ -47,6 +53,7 @@ removes).`,
 			&cli.StringFlag{Name: "work-dir", Value: ".", Usage: "where the uninstall plan and its backup are written"},
 			&cli.DurationFlag{Name: "finalizer-timeout", Value: 60 * time.Second, Usage: "see apply"},
 			&cli.BoolFlag{Name: "helm-hooks", Usage: "run Helm hooks when uninstalling old releases"},
+			&cli.StringSliceFlag{Name: "member-context", Usage: "kubeconfig context of a member cluster to tear down with the host (repeatable)"},
 		},
 		Action: runReinstall,
 	}
@@ -61,16 +68,27 @@ func runReinstall(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var members []multicluster.Target
+	for _, name := range c.StringSlice("member-context") {
+		_, mc, err := connectContext(c, name, "--member-context")
+		if err != nil {
+			return err
+		}
+		members = append(members, multicluster.Target{Context: name, Clients: mc})
+	}
 	planPath := filepath.Join(c.String("work-dir"), fmt.Sprintf("ks-clean-reinstall-%s.json", time.Now().UTC().Format("20060102-150405")))
 	r := &reinstall.Reinstall{Clients: clients, Options: reinstall.Options{
 		Chart: c.String("chart"), Version: c.String("version"), Namespace: c.String("namespace"), Release: c.String("release"),
 		ValueFiles: c.StringSlice("values"), Set: c.StringSlice("set"),
 		KeepWorkspaceLabels: c.Bool("keep-workspace-labels"), Wait: c.Bool("wait"), Timeout: c.Duration("timeout"),
-		DryRun: c.Bool("dry-run"), PlanPath: planPath, Context: cl.Context,
+		DryRun: c.Bool("dry-run"), PlanPath: planPath, Context: cl.Context, Members: members,
 		Apply: uninstall.Options{FinalizerTimeout: c.Duration("finalizer-timeout"), HelmHooks: c.Bool("helm-hooks")},
 	}}
 	if !r.DryRun && !c.Bool("confirm") {
 		summary := fmt.Sprintf("Reinstall: uninstall everything of KubeSphere/KubeFed (users' namespaces are kept), then install %s as %s/%s.", r.Chart, r.Namespace, r.Release)
+		if len(members) > 0 {
+			summary += fmt.Sprintf(" Members %v are torn down too (not reinstalled).", c.StringSlice("member-context"))
+		}
 		if err := confirm(c, summary, cl.Context, cl.Server); err != nil {
 			return err
 		}
@@ -103,6 +121,12 @@ func printReinstall(w io.Writer, res *reinstall.Result, dryRun bool) {
 	}
 	if u := res.Uninstall; u != nil {
 		fmt.Fprintf(w, "Uninstall: %d steps done, %d skipped, %d failed; backup in %s\n", u.Done, u.Skipped, u.Failed, u.BackupDir)
+	}
+	if m := res.UninstallStages; m != nil {
+		for _, st := range m.Stages {
+			u := st.Result
+			fmt.Fprintf(w, "Uninstall stage %s (context %s): %d steps done, %d skipped, %d failed; backup in %s\n", st.Name, st.Context, u.Done, u.Skipped, u.Failed, u.BackupDir)
+		}
 	}
 	fmt.Fprintf(w, "Clean: %v\n", res.Clean)
 	if r := res.Release; r != nil {

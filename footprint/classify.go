@@ -84,6 +84,29 @@ func (f *Footprint) Empty() bool {
 	return len(f.Members) == 0 && len(f.Detach) == 0 && len(f.Releases) == 0
 }
 
+// Remnants describes what keeps the footprint from being empty: members,
+// releases and ties, at most limit of each kind of the first and last
+// (0: all).
+func (f *Footprint) Remnants(limit int) []string {
+	var out []string
+	for i, m := range f.Members {
+		if limit > 0 && i == limit {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s %s/%s remains", m.Obj.Resource.Kind, m.Obj.GetNamespace(), m.Obj.GetName()))
+	}
+	for _, r := range f.Releases {
+		out = append(out, fmt.Sprintf("Helm release %s/%s remains", r.Namespace, r.Name))
+	}
+	for i, d := range f.Detach {
+		if limit > 0 && i == limit {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s %s/%s is still tied to KubeSphere/KubeFed (%s)", d.Obj.Resource.Kind, d.Obj.GetNamespace(), d.Obj.GetName(), d.Reason))
+	}
+	return out
+}
+
 // Classify sorts an inventory into footprint and ties.
 func Classify(inv *inventory.Inventory, o Options) *Footprint {
 	f := &Footprint{Inv: inv, SystemNamespaces: map[string]bool{}, member: map[types.UID]*Member{}, HostName: "host"}

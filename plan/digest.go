@@ -101,18 +101,36 @@ func Parse(b []byte, name string) (*Plan, error) {
 		return nil, fmt.Errorf("plan %s is empty: make a new one with `ks-clean plan --out %s`", name, name)
 	}
 	var p Plan
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("plan %s is not a ks-clean plan (%v): make a new one with `ks-clean plan --out FILE`", name, err)
-	}
-	if p.APIVersion != APIVersion {
-		return nil, fmt.Errorf("plan %s has apiVersion %q; this ks-clean reads %q: make a new plan with this version", name, p.APIVersion, APIVersion)
-	}
-	d, err := p.ComputeDigest()
-	if err != nil {
+	if err := decode(b, name, &p); err != nil {
 		return nil, err
 	}
-	if d != p.Digest {
-		return nil, fmt.Errorf("plan %s: %w (it was edited after planning): make a new plan instead of editing one", name, ErrTampered)
-	}
 	return &p, nil
+}
+
+// sealed is either form of plan file: versioned and digested.
+type sealed interface {
+	header() (apiVersion, digest string)
+	ComputeDigest() (string, error)
+}
+
+func (p *Plan) header() (string, string)         { return p.APIVersion, p.Digest }
+func (m *MultiCluster) header() (string, string) { return m.APIVersion, m.Digest }
+
+// decode unmarshals a plan file and checks its version and digest.
+func decode(b []byte, name string, v sealed) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("plan %s is not a ks-clean plan (%v): make a new one with `ks-clean plan --out FILE`", name, err)
+	}
+	version, digest := v.header()
+	if version != APIVersion {
+		return fmt.Errorf("plan %s has apiVersion %q; this ks-clean reads %q: make a new plan with this version", name, version, APIVersion)
+	}
+	d, err := v.ComputeDigest()
+	if err != nil {
+		return err
+	}
+	if d != digest {
+		return fmt.Errorf("plan %s: %w (it was edited after planning): make a new plan instead of editing one", name, ErrTampered)
+	}
+	return nil
 }

@@ -130,18 +130,8 @@ func ReadFile(path string) (*File, error) {
 // ParseMulti decodes and checks a multi-cluster plan.
 func ParseMulti(b []byte, name string) (*MultiCluster, error) {
 	var m MultiCluster
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("plan %s is not a ks-clean plan (%v): make a new one with `ks-clean plan --out FILE`", name, err)
-	}
-	if m.APIVersion != APIVersion {
-		return nil, fmt.Errorf("plan %s has apiVersion %q; this ks-clean reads %q: make a new plan with this version", name, m.APIVersion, APIVersion)
-	}
-	d, err := m.ComputeDigest()
-	if err != nil {
+	if err := decode(b, name, &m); err != nil {
 		return nil, err
-	}
-	if d != m.Digest {
-		return nil, fmt.Errorf("plan %s: %w (it was edited after planning): make a new plan instead of editing one", name, ErrTampered)
 	}
 	for _, st := range m.Stages {
 		if st.Plan == nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/ks-clean/ks-clean/footprint"
 	"github.com/ks-clean/ks-clean/hazard"
 	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/multicluster"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/teardown"
@@ -49,7 +50,11 @@ type Options struct {
 	// PlanPath is where the uninstall plan is saved (the backup goes beside it).
 	PlanPath string
 	Context  string
-	Apply    uninstall.Options
+	// Members are member clusters of this host, torn down with it in one
+	// multi-cluster plan (members unjoined first); the install is on the
+	// host only, and each member is proven clean too.
+	Members []multicluster.Target
+	Apply   uninstall.Options
 }
 
 // Reinstall runs one reinstall on one cluster.
@@ -63,10 +68,12 @@ type Result struct {
 	PlanPath  string            `json:"planPath"`
 	Steps     int               `json:"steps"`
 	Uninstall *uninstall.Result `json:"uninstall,omitempty"`
-	Clean     bool              `json:"clean"`
-	Release   *ReleaseInfo      `json:"release,omitempty"`
-	Healthy   bool              `json:"healthy"`
-	Problems  []string          `json:"problems,omitempty"`
+	// UninstallStages is the uninstall of a host with members.
+	UninstallStages *uninstall.MultiResult `json:"uninstallStages,omitempty"`
+	Clean           bool                   `json:"clean"`
+	Release         *ReleaseInfo           `json:"release,omitempty"`
+	Healthy         bool                   `json:"healthy"`
+	Problems        []string               `json:"problems,omitempty"`
 	// Manifest is the rendered install (dry run only).
 	Manifest  string            `json:"manifest,omitempty"`
 	Durations map[string]string `json:"durations"`
@@ -111,18 +118,10 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	lap("chart", start)
 
 	start = time.Now()
-	sr, err := scan.Run(ctx, r.Clients, scan.Options{Context: r.Context, Footprint: footprint.Options{KeepWorkspaceLabels: r.KeepWorkspaceLabels}})
+	uninstallRun, err := r.plan(ctx, res)
 	if err != nil {
 		return res, err
 	}
-	p, err := teardown.Build(sr, time.Now())
-	if err != nil {
-		return res, err
-	}
-	if err := plan.Write(r.PlanPath, p); err != nil {
-		return res, err
-	}
-	res.Steps = len(p.Steps)
 	lap("plan", start)
 
 	if r.DryRun {
@@ -135,28 +134,28 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	}
 
 	start = time.Now()
-	a := &uninstall.Apply{Clients: r.Clients, Plan: p, PlanPath: r.PlanPath, Options: r.Apply}
-	res.Uninstall, err = a.Run(ctx)
+	err = uninstallRun(ctx)
 	lap("uninstall", start)
 	if err != nil {
 		return res, fmt.Errorf("uninstall: %w; %w", err, ErrNotClean)
 	}
 
 	start = time.Now()
-	after, err := scan.Run(ctx, r.Clients, scan.Options{Context: r.Context, Footprint: footprint.Options{KeepWorkspaceLabels: true}})
-	if err != nil {
-		return res, err
+	clusters := append([]multicluster.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...)
+	for i, t := range clusters {
+		problems, err := proveClean(ctx, t)
+		if err != nil {
+			return res, err
+		}
+		for _, p := range problems {
+			if i > 0 {
+				p = fmt.Sprintf("member context %q: %s", t.Context, p)
+			}
+			res.Problems = append(res.Problems, p)
+		}
 	}
 	lap("prove-clean", start)
-	if !after.Footprint.Empty() || after.Critical() {
-		for _, m := range after.Footprint.Members {
-			res.Problems = append(res.Problems, fmt.Sprintf("%s %s/%s remains", m.Obj.Resource.Kind, m.Obj.GetNamespace(), m.Obj.GetName()))
-		}
-		for _, f := range after.Findings {
-			if f.Severity == plan.Critical {
-				res.Problems = append(res.Problems, f.ID+": "+f.Message)
-			}
-		}
+	if len(res.Problems) > 0 {
 		return res, fmt.Errorf("%w: %s", ErrNotClean, strings.Join(res.Problems, "; "))
 	}
 	res.Clean = true
@@ -180,6 +179,70 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 		return res, fmt.Errorf("the new install is not healthy: %s", strings.Join(res.Problems, "; "))
 	}
 	return res, nil
+}
+
+// plan scans and plans the uninstall (of the host alone, or of the host and
+// its members), saves the plan, and returns what applies it.
+func (r *Reinstall) plan(ctx context.Context, res *Result) (func(context.Context) error, error) {
+	so := scan.Options{Context: r.Context, Footprint: footprint.Options{KeepWorkspaceLabels: r.KeepWorkspaceLabels}}
+	if len(r.Members) == 0 {
+		sr, err := scan.Run(ctx, r.Clients, so)
+		if err != nil {
+			return nil, err
+		}
+		p, err := teardown.Build(sr, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := plan.Write(r.PlanPath, p); err != nil {
+			return nil, err
+		}
+		res.Steps = len(p.Steps)
+		return func(ctx context.Context) (err error) {
+			a := &uninstall.Apply{Clients: r.Clients, Plan: p, PlanPath: r.PlanPath, Options: r.Apply}
+			res.Uninstall, err = a.Run(ctx)
+			return err
+		}, nil
+	}
+	rep, err := multicluster.Scan(ctx, multicluster.Target{Context: r.Context, Clients: r.Clients}, r.Members, so)
+	if err != nil {
+		return nil, err
+	}
+	mp, err := multicluster.Build(rep, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := plan.WriteMulti(r.PlanPath, mp); err != nil {
+		return nil, err
+	}
+	clients := map[string]*kube.Clients{}
+	for _, t := range append([]multicluster.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...) {
+		clients[t.Context] = t.Clients
+	}
+	for _, st := range mp.Stages {
+		res.Steps += len(st.Plan.Steps)
+	}
+	return func(ctx context.Context) (err error) {
+		a := &uninstall.ApplyMulti{Plan: mp, Clients: clients, PlanPath: r.PlanPath, Options: r.Apply}
+		res.UninstallStages, err = a.Run(ctx)
+		return err
+	}, nil
+}
+
+// proveClean rescans a cluster: nothing of KubeSphere/KubeFed and no
+// critical finding, or the problems that say otherwise.
+func proveClean(ctx context.Context, t multicluster.Target) ([]string, error) {
+	after, err := scan.Run(ctx, t.Clients, scan.Options{Context: t.Context, Footprint: footprint.Options{KeepWorkspaceLabels: true}})
+	if err != nil {
+		return nil, err
+	}
+	problems := after.Footprint.Remnants(0)
+	for _, f := range after.Findings {
+		if f.Severity == plan.Critical {
+			problems = append(problems, f.ID+": "+f.Message)
+		}
+	}
+	return problems, nil
 }
 
 func (r *Reinstall) loadChart() (*chart.Chart, map[string]any, error) {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/multicluster"
 	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/test/controlplane"
@@ -114,5 +115,53 @@ func TestReinstallBadChartChangesNothing(t *testing.T) {
 	}
 	if missing, _ := s.Missing(context.Background(), s.Seeded.Footprint); len(missing) > 0 {
 		t.Fatalf("a bad --chart changed the cluster: %v", missing)
+	}
+}
+
+// A host that manages a member on a second control plane (GC on in both):
+// one reinstall unjoins and tears down the member, tears down the host,
+// proves both clean and installs on the host only; nothing of the users' is
+// lost on either.
+func TestReinstallHostWithMember(t *testing.T) {
+	ctx := context.Background()
+	h, m := fixture.StartHostMember(t)
+	clients := map[string]*kube.Clients{}
+	for name, st := range map[string]fixture.Started{"host": h, "member1": m} {
+		if err := st.CP.StartControllerManager(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := kube.New(st.CP.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[name] = c
+	}
+	start := time.Now()
+	r := &reinstall.Reinstall{Clients: clients["host"], Options: reinstall.Options{
+		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"), Context: "host",
+		Members: []multicluster.Target{{Context: "member1", Clients: clients["member1"]}},
+		Apply:   uninstall.Options{FinalizerTimeout: 20 * time.Second},
+	}}
+	res, err := r.Run(ctx)
+	if err != nil {
+		t.Fatalf("reinstall: %v (%+v)", err, res)
+	}
+	t.Logf("reinstall of a host with a member: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.Durations)
+	if !res.Clean || !res.Healthy || res.Release == nil || res.Release.Status != "deployed" || res.UninstallStages == nil || len(res.UninstallStages.Stages) != 3 {
+		t.Fatalf("result %+v", res)
+	}
+	for _, side := range []fixture.Started{h, m} {
+		if missing, _ := side.Missing(ctx, side.Seeded.Protected); len(missing) > 0 {
+			t.Errorf("%s: user objects lost: %v", side.Server, missing)
+		}
+	}
+	if present, _ := m.Present(ctx, m.Seeded.Footprint); len(present) > 0 {
+		t.Errorf("member footprint left: %v", present)
+	}
+	if _, err := m.Kube.AppsV1().Deployments("kubesphere-system").Get(ctx, "ks-controller-manager", metav1.GetOptions{}); err == nil {
+		t.Errorf("the chart was installed on the member")
+	}
+	if _, err := h.Kube.AppsV1().Deployments("kubesphere-system").Get(ctx, "ks-controller-manager", metav1.GetOptions{}); err != nil {
+		t.Errorf("the chart is not on the host: %v", err)
 	}
 }

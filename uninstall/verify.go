@@ -32,19 +32,7 @@ func (a *Apply) verify(ctx context.Context) (*Verification, error) {
 	fp := res.Footprint
 	v := &Verification{}
 	add := func(format string, args ...any) { v.Problems = append(v.Problems, fmt.Sprintf(format, args...)) }
-	for i, m := range fp.Members {
-		if i < 10 {
-			add("%s %s/%s remains", m.Obj.Resource.Kind, m.Obj.GetNamespace(), m.Obj.GetName())
-		}
-	}
-	for _, r := range fp.Releases {
-		add("Helm release %s/%s remains", r.Namespace, r.Name)
-	}
-	for i, d := range fp.Detach {
-		if i < 10 {
-			add("%s %s/%s is still tied to KubeSphere/KubeFed (%s)", d.Obj.Resource.Kind, d.Obj.GetNamespace(), d.Obj.GetName(), d.Reason)
-		}
-	}
+	v.Problems = fp.Remnants(10)
 	v.Remaining = len(fp.Members) + len(fp.Releases) + len(fp.Detach)
 
 	deleted := map[types.UID]bool{}
