@@ -50,8 +50,15 @@ func TestApplyUnderFaults(t *testing.T) {
 			}
 			e.assertNothingLost(t)
 			t.Logf("faults %+v; first run: %v", px.Faults(), faultErr)
-			if f := px.Faults(); f.TooMany+f.Internal+f.Unavailable+f.Reset+f.Slow == 0 {
+			f := px.Faults()
+			if f.TooMany+f.Internal+f.Unavailable+f.Reset+f.Slow == 0 {
 				t.Fatalf("no fault was injected: the test proves nothing")
+			}
+			// The proxy drops every watch stream; apply opens none (its
+			// waits poll), so no dropped stream can stall it. A watch
+			// added later must survive these drops: this makes it seen.
+			if f.Watches != 0 {
+				t.Fatalf("apply opened %d watch streams (%d dropped by the proxy): make sure a dropped stream is re-established, then update this test", f.Watches, f.WatchDropped)
 			}
 		})
 	}

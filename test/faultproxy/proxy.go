@@ -5,7 +5,10 @@
 package faultproxy
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log"
 	"math/rand"
 	"net"
 	"net/http"
@@ -21,6 +24,10 @@ import (
 // Fault counts what was injected.
 type Fault struct {
 	TooMany, Internal, Unavailable, Reset, Slow int64
+	// Watches counts watch requests; every one is cut after a random
+	// 50-500 ms while faults are on (WatchDropped), as a load balancer or
+	// an apiserver restart does.
+	Watches, WatchDropped int64
 }
 
 // Proxy is a running fault-injecting proxy.
@@ -56,8 +63,16 @@ func Start(cfg *rest.Config, seed int64, rate float64) (*Proxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = tr
 	rp.FlushInterval = -1 // stream watches
+	// A dropped watch is the point, not news.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.inject(w) {
+		if q := r.URL.Query().Get("watch"); q == "true" || q == "1" {
+			if cut := p.watchCut(); cut > 0 {
+				ctx, cancel := context.WithTimeout(r.Context(), cut)
+				defer cancel()
+				r = r.WithContext(ctx)
+			}
+		} else if p.inject(w) {
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -85,6 +100,19 @@ func (p *Proxy) Faults() Fault {
 
 // Close stops the proxy.
 func (p *Proxy) Close() { p.srv.Close() }
+
+// watchCut counts a watch and, while faults are on, says after how long to
+// drop its stream.
+func (p *Proxy) watchCut() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults.Watches++
+	if !p.enabled.Load() {
+		return 0
+	}
+	p.faults.WatchDropped++
+	return time.Duration(50+p.rnd.Intn(450)) * time.Millisecond
+}
 
 func (p *Proxy) inject(w http.ResponseWriter) bool {
 	if !p.enabled.Load() {
