@@ -164,7 +164,10 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	rel, err := r.install(ctx, ch, vals, false)
 	lap("install", start)
 	if err != nil {
-		return res, fmt.Errorf("helm install %s/%s: %w (the cluster was left clean; fix the cause and run reinstall again)", r.Namespace, r.Release, err)
+		if r.Wait && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timed out")) {
+			err = fmt.Errorf("%w: its resources were not ready within --timeout %s (--wait); look at its pods (kubectl -n %s get pods), or raise --timeout", err, r.Timeout, r.Namespace)
+		}
+		return res, fmt.Errorf("helm install %s/%s: %w (the old install was removed and the users' data kept; the new release is left as Helm left it, and a new reinstall removes it first)", r.Namespace, r.Release, err)
 	}
 	res.Release = info(rel)
 

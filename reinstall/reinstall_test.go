@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,38 @@ func TestReinstallHostWithMember(t *testing.T) {
 	}
 	if _, err := h.Kube.AppsV1().Deployments("kubesphere-system").Get(ctx, "ks-controller-manager", metav1.GetOptions{}); err != nil {
 		t.Errorf("the chart is not on the host: %v", err)
+	}
+}
+
+// --wait waits for the release's resources: on a control plane without a
+// kubelet the chart's Deployment never becomes ready, so the install fails
+// at the timeout, says so, and leaves the users' data alone; the next
+// reinstall without --wait removes that failed release with the rest of
+// KubeSphere and installs it anew.
+func TestReinstallWaitTimesOutThenReinstalls(t *testing.T) {
+	ctx := context.Background()
+	st := fixture.Start(t, "clean", controlplane.Options{}, true)
+	c, err := kube.New(st.CP.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
+		Chart: chart, PlanPath: filepath.Join(dir, "plan-1.json"), Wait: true, Timeout: 5 * time.Second,
+	}}
+	start := time.Now()
+	res, err := r.Run(ctx)
+	if err == nil || res.Release != nil || !strings.Contains(err.Error(), "not ready within --timeout 5s") {
+		t.Fatalf("install with --wait on a cluster with no kubelet: %v %+v", err, res)
+	}
+	t.Logf("--wait gave up after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if missing, _ := st.Missing(ctx, st.Seeded.Protected); len(missing) > 0 {
+		t.Fatalf("user objects lost: %v", missing)
+	}
+
+	r.Wait, r.PlanPath = false, filepath.Join(dir, "plan-2.json")
+	res, err = r.Run(ctx)
+	if err != nil || res.Release == nil || res.Release.Status != "deployed" || res.Release.Revision != 1 || !res.Healthy || res.Uninstall == nil || res.Uninstall.Done == 0 {
+		t.Fatalf("reinstall over the failed release: %v %+v", err, res)
 	}
 }
