@@ -31,6 +31,9 @@ const (
 	// MemberUnverified: a record matches a member by endpoint only, because
 	// its own credentials could not reach it.
 	MemberUnverified = "member-identity-unverified"
+	// MemberNotGiven: a record on the host reaches another cluster that was
+	// not passed as a member: only the record goes, its KubeSphere stays.
+	MemberNotGiven = "member-not-given"
 )
 
 // Target is one cluster to scan: its kubeconfig context and clients.
@@ -119,10 +122,22 @@ func Scan(ctx context.Context, host Target, members []Target, o scan.Options) (*
 	}
 
 	r := &Report{Host: results[0]}
+	given := map[string]bool{r.Host.Cluster.UID: true}
 	for _, res := range results[1:] {
 		m := &Member{Result: res}
 		r.Members = append(r.Members, m)
 		r.Findings = append(r.Findings, match(ctx, r.Host, m)...)
+		given[res.Cluster.UID] = true
+	}
+	for _, rec := range r.Host.Records {
+		if rec.UID != "" && !given[rec.UID] {
+			r.Findings = append(r.Findings, plan.Finding{
+				ID: MemberNotGiven, Severity: plan.Warning,
+				Message: fmt.Sprintf("%s %s on host context %q reaches another cluster (%s, kube-system %s) that is not a --member-context: the plan deletes this record only and leaves that cluster's KubeSphere as it is; add its context with --member-context to tear it down too",
+					rec.Obj.Resource.Kind, rec.Obj.GetName(), r.Host.Cluster.Context, rec.Endpoint, rec.UID),
+				Objects: recordRefs([]*hazard.Record{rec}),
+			})
+		}
 	}
 	if r.Findings == nil {
 		r.Findings = []plan.Finding{}

@@ -59,6 +59,23 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 	}
 	host, member := target(t, "host", h.CP.Config), target(t, "member1", m.CP.Config)
 
+	// Without the member, the host's verified records of it are reported (its
+	// Cluster record carries no credentials: it reaches nothing).
+	alone, err := multicluster.Scan(ctx, host, nil, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notGiven []string
+	for _, f := range alone.Findings {
+		if f.ID == multicluster.MemberNotGiven && f.Severity == plan.Warning {
+			notGiven = append(notGiven, f.Objects[0].Kind+"/"+f.Objects[0].Name)
+		}
+	}
+	sort.Strings(notGiven)
+	if got := strings.Join(notGiven, " "); got != "KubeFedCluster/member1 KubeFedCluster/member1-old" {
+		t.Fatalf("%s findings without --member-context: %q (%v)", multicluster.MemberNotGiven, got, findingIDs(alone.Findings))
+	}
+
 	rep, err := multicluster.Scan(ctx, host, []multicluster.Target{member}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
