@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
@@ -173,11 +174,12 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 		}
 		defer l.release()
 	}
-	if res.BackedUp, err = a.backup(ctx, targets); err != nil {
+	var known map[string]*unstructured.Unstructured
+	if res.BackedUp, known, err = a.backup(ctx, targets); err != nil {
 		return res, err
 	}
 
-	x := &executor{Apply: a, targets: targets, journal: j, writeCtx: context.WithoutCancel(ctx)}
+	x := &executor{Apply: a, targets: targets, journal: j, writeCtx: context.WithoutCancel(ctx), known: known}
 	if a.DryRun {
 		x.plannedHooks = a.hooksDeletedByPlan(ctx)
 	}
@@ -379,6 +381,18 @@ type executor struct {
 	mu      sync.Mutex
 	results []StepResult
 	writes  int
+	// known holds the objects patch steps change as the backup read them,
+	// by UID; each is used once, as a patch's first guess.
+	known map[string]*unstructured.Unstructured
+}
+
+// takeKnown returns what the backup read of an object, once.
+func (x *executor) takeKnown(uid string) *unstructured.Unstructured {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	u := x.known[uid]
+	delete(x.known, uid)
+	return u
 }
 
 func (x *executor) runPhase(ctx context.Context, ph plan.Phase) error {

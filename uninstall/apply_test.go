@@ -417,3 +417,41 @@ func TestFailedStepStopsLaterPhases(t *testing.T) {
 	}
 	e.assertNothingLost(t)
 }
+
+// A detach patch starts from what the backup read. A change made to the
+// object after that (here: another finalizer, added when the detach phase
+// starts) fails the patch's test operations; the step is redone from a fresh
+// read, removes only what the plan lists, and keeps the change.
+func TestPatchRedoneAfterConcurrentChange(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, "ks33-host")
+	ns := fixture.UserNamespace("ws1", 0)
+	const theirs = "example.com/keep-me"
+	changed := false
+	res, err := e.apply(t, e.plan, uninstall.Options{Progress: func(ev uninstall.Event) {
+		if ev.Phase != plan.PhaseDetach || changed {
+			return
+		}
+		changed = true
+		cur, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		cur.Finalizers = append(cur.Finalizers, theirs)
+		if _, err := e.s.Kube.CoreV1().Namespaces().Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			t.Error(err)
+		}
+	}})
+	if err != nil || !res.Verification.OK {
+		t.Fatalf("apply: %v %+v", err, failed(res))
+	}
+	got, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Finalizers, ",") != theirs || len(got.OwnerReferences) != 0 {
+		t.Fatalf("namespace %s after apply: finalizers %v, ownerReferences %v; want only %s kept", ns, got.Finalizers, got.OwnerReferences, theirs)
+	}
+	e.assertNothingLost(t)
+}

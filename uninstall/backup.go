@@ -31,8 +31,17 @@ type backupEntry struct {
 // backup saves, before any write, every object a step changes or deletes and
 // everything inside the namespaces the plan deletes. Lists, grouped by type,
 // not one GET per object. Secrets are saved whole (files 0600 in a 0700
-// directory) but never printed.
-func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, error) {
+// directory) but never printed. It returns, by UID, what it read of the
+// objects patch steps change: their first patch starts from it instead of a
+// GET (its test operations still pin every value it removes).
+func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, map[string]*unstructured.Unstructured, error) {
+	patched := map[string]bool{}
+	for _, s := range a.Plan.Steps {
+		if s.Action == plan.ActionPatch {
+			patched[s.Target.UID] = true
+		}
+	}
+	known := map[string]*unstructured.Unstructured{}
 	dir := filepath.Join(a.BackupDir, "objects")
 	index := filepath.Join(a.BackupDir, "index.json")
 	if b, err := os.ReadFile(index); err == nil {
@@ -40,12 +49,12 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		// any write, which a new backup no longer could.
 		var prev []backupEntry
 		if err := json.Unmarshal(b, &prev); err != nil {
-			return 0, fmt.Errorf("backup index %s is damaged (%v): move it away to take a new backup", index, err)
+			return 0, nil, fmt.Errorf("backup index %s is damaged (%v): move it away to take a new backup", index, err)
 		}
-		return len(prev), nil
+		return len(prev), nil, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, fmt.Errorf("backup directory %s: %w (choose a writable one with --backup-dir)", a.BackupDir, err)
+		return 0, nil, fmt.Errorf("backup directory %s: %w (choose a writable one with --backup-dir)", a.BackupDir, err)
 	}
 
 	want := map[schema.GroupVersionResource]map[string]bool{} // gvr -> uid set
@@ -69,7 +78,7 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	}
 	namespaced, err := a.namespacedResources()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for _, gvr := range namespaced {
 		if want[gvr] == nil {
@@ -98,6 +107,9 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 				}
 				mu.Lock()
 				entries = append(entries, e)
+				if patched[string(u.GetUID())] {
+					known[string(u.GetUID())] = u
+				}
 				mu.Unlock()
 				return nil
 			})
@@ -111,13 +123,13 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	b, _ := json.MarshalIndent(entries, "", " ")
 	if err := os.WriteFile(index, b, 0o600); err != nil {
-		return 0, fmt.Errorf("write backup index: %w", err)
+		return 0, nil, fmt.Errorf("write backup index: %w", err)
 	}
-	return len(entries), nil
+	return len(entries), known, nil
 }
 
 func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) {

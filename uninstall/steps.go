@@ -9,12 +9,15 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/pager"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/ks-clean/ks-clean/kube"
 	"github.com/ks-clean/ks-clean/plan"
@@ -22,6 +25,13 @@ import (
 
 // errRecreated marks a target whose UID differs from the plan's.
 var errRecreated = errors.New("re-created since planning (another UID); left alone")
+
+// errStale marks a patch whose test operations failed: the object changed
+// since it was read. The step is tried again from a fresh read.
+var errStale = errors.New("changed since it was read")
+
+// retriable: transient API trouble, or a patch to redo from a fresh read.
+func retriable(err error) bool { return kube.Retriable(err) || errors.Is(err, errStale) }
 
 func (x *executor) ri(s *plan.Step) dynamic.ResourceInterface {
 	r := x.targets[s.ID]
@@ -53,7 +63,7 @@ func (x *executor) exec(s *plan.Step) (string, string) {
 		return StatusSkipped, "its type no longer exists, so neither does it"
 	}
 	var detail string
-	err := kube.Retry(func() error {
+	err := retry.OnError(kube.Backoff, retriable, func() error {
 		var err error
 		switch s.Action {
 		case plan.ActionScale:
@@ -99,14 +109,18 @@ func (x *executor) scale(s *plan.Step) (string, error) {
 	return "replicas 0", nil
 }
 
-// patch removes exactly what the step lists. It reads the object first and
-// sends a JSON patch whose test operations pin what it read, so a change
-// made meanwhile fails the patch (and the retry re-reads) instead of being
+// patch removes exactly what the step lists. It starts from the object as
+// the backup read it (or reads it, on a retry or a resumed run) and sends a
+// JSON patch whose test operations pin what it read, so a change made
+// meanwhile fails the patch (and the retry re-reads) instead of being
 // overwritten.
 func (x *executor) patch(s *plan.Step) (string, error) {
-	cur, err := x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
-	if err != nil {
-		return "", err
+	cur := x.takeKnown(s.Target.UID)
+	if cur == nil {
+		var err error
+		if cur, err = x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{}); err != nil {
+			return "", err
+		}
 	}
 	if string(cur.GetUID()) != s.Target.UID {
 		return "", errRecreated
@@ -186,7 +200,7 @@ func (x *executor) jsonPatch(s *plan.Step, ops []map[string]any) error {
 		if string(cur.GetUID()) != s.Target.UID {
 			return errRecreated
 		}
-		return apierrors.NewConflict(x.targets[s.ID].gvr.GroupResource(), s.Target.Name, err) // retried
+		return fmt.Errorf("%w: %v", errStale, err) // exec tries again from a fresh read
 	}
 	return err
 }
@@ -252,8 +266,15 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 	start := time.Now()
 	stripped := false
 	for {
+		present := x.presentByList(ctx, pending)
 		var left []*plan.Step
 		for _, s := range pending {
+			if p, listed := present[x.targets[s.ID].gvr]; listed && s.Action == plan.ActionDelete {
+				if p[s.Target.UID] {
+					left = append(left, s)
+				}
+				continue
+			}
 			cur, err := x.ri(s).Get(ctx, s.Target.Name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) || (err == nil && string(cur.GetUID()) != s.Target.UID) {
 				continue
@@ -303,6 +324,41 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// listAtLeast is how many of a phase's delete targets of one type make a
+// metadata list of the type cheaper than a GET of each.
+const listAtLeast = 10
+
+// presentByList lists, metadata only and paginated, each type with at least
+// listAtLeast delete targets pending, and returns the UIDs present per type.
+// A type whose list fails is left out: its targets are read one by one.
+func (x *executor) presentByList(ctx context.Context, pending []*plan.Step) map[schema.GroupVersionResource]map[string]bool {
+	count := map[schema.GroupVersionResource]int{}
+	for _, s := range pending {
+		if s.Action == plan.ActionDelete {
+			count[x.targets[s.ID].gvr]++
+		}
+	}
+	out := map[schema.GroupVersionResource]map[string]bool{}
+	for gvr, n := range count {
+		if n < listAtLeast {
+			continue
+		}
+		uids := map[string]bool{}
+		ri := x.Clients.Metadata.Resource(gvr)
+		p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
+		err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+			if m, err := meta.Accessor(obj); err == nil {
+				uids[string(m.GetUID())] = true
+			}
+			return nil
+		})
+		if err == nil {
+			out[gvr] = uids
+		}
+	}
+	return out
 }
 
 func (x *executor) stripFinalizers(s *plan.Step) {
