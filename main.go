@@ -529,12 +529,17 @@ func runPlan(c *cli.Context) error {
 	if format == "json" {
 		return writeJSON(c.App.Writer, p)
 	}
+	style(c).Plan(c.App.Writer, p, holdsOf(res))
+	return nil
+}
+
+// holdsOf says, for each namespace, what it holds.
+func holdsOf(res *scan.Result) map[string]string {
 	holds := map[string]string{}
 	for ns, t := range res.Footprint.Inv.Holds() {
 		holds[ns] = t.String()
 	}
-	style(c).Plan(c.App.Writer, p, holds)
-	return nil
+	return holds
 }
 
 func style(c *cli.Context) render.Style {

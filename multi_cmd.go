@@ -12,7 +12,6 @@ import (
 	"github.com/ks-clean/ks-clean/multicluster"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/render"
-	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/teardown"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
@@ -56,17 +55,16 @@ func runScanMulti(c *cli.Context, format string) error {
 		return criticalExit(rep.Critical())
 	}
 	w, st := c.App.Writer, style(c)
-	results := append([]*multicluster.Member{{Result: rep.Host}}, rep.Members...)
-	for i, m := range results {
+	for i, res := range rep.Results() {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		st.Header(w, m.Cluster, m.KubeSphere)
-		st.Findings(w, m.Findings)
-		for _, note := range m.Warnings {
+		st.Header(w, res.Cluster, res.KubeSphere)
+		st.Findings(w, res.Findings)
+		for _, note := range res.Warnings {
 			fmt.Fprintf(w, "note: %s\n", note)
 		}
-		fmt.Fprintf(w, "%s\n", scanSummary(m.Result))
+		fmt.Fprintf(w, "%s\n", scanSummary(res))
 	}
 	fmt.Fprintf(w, "\nAcross the clusters:")
 	st.Findings(w, rep.Findings)
@@ -78,11 +76,7 @@ func runPlanMulti(c *cli.Context, format string) error {
 	if err != nil {
 		return err
 	}
-	results := []*scan.Result{rep.Host}
-	for _, m := range rep.Members {
-		results = append(results, m.Result)
-	}
-	if err := teardown.RequireKept(results, c.StringSlice("protect")); err != nil {
+	if err := teardown.RequireKept(rep.Results(), c.StringSlice("protect")); err != nil {
 		return err
 	}
 	mp, err := multicluster.Build(rep, time.Now())
@@ -99,12 +93,8 @@ func runPlanMulti(c *cli.Context, format string) error {
 		return writeJSON(c.App.Writer, mp)
 	}
 	holds := map[string]map[string]string{}
-	for _, m := range append([]*multicluster.Member{{Result: rep.Host}}, rep.Members...) {
-		h := map[string]string{}
-		for ns, t := range m.Footprint.Inv.Holds() {
-			h[ns] = t.String()
-		}
-		holds[m.Cluster.Context] = h
+	for _, res := range rep.Results() {
+		holds[res.Cluster.Context] = holdsOf(res)
 	}
 	style(c).MultiPlan(c.App.Writer, mp, holds)
 	return nil

@@ -74,17 +74,23 @@ func (r *Report) JSON() ReportJSON {
 	return out
 }
 
+// Results are the scans of the host, then of each member.
+func (r *Report) Results() []*scan.Result {
+	out := []*scan.Result{r.Host}
+	for _, m := range r.Members {
+		out = append(out, m.Result)
+	}
+	return out
+}
+
 // Critical reports whether any cluster, or the set, has a critical finding.
 func (r *Report) Critical() bool {
-	if r.Host.Critical() || hazard.HasCritical(r.Findings) {
-		return true
-	}
-	for _, m := range r.Members {
-		if m.Critical() {
+	for _, res := range r.Results() {
+		if res.Critical() {
 			return true
 		}
 	}
-	return false
+	return hazard.HasCritical(r.Findings)
 }
 
 // Scan scans the host and every member (at most four at once) and matches
