@@ -2,6 +2,7 @@ package multicluster_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -150,17 +151,32 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 			}
 		})
 	}
-	a := &uninstall.ApplyMulti{Plan: f.Multi, PlanPath: path,
-		Clients: map[string]*kube.Clients{"host": target(t, "host", h.CP.Config).Clients, "member1": target(t, "member1", m.CP.Config).Clients},
-		Options: uninstall.Options{FinalizerTimeout: 20 * time.Second, PhaseTimeout: 2 * time.Minute, Progress: progress}}
+	apply := func(stopAfter int) (*uninstall.MultiResult, error) {
+		a := &uninstall.ApplyMulti{Plan: f.Multi, PlanPath: path,
+			Clients: map[string]*kube.Clients{"host": target(t, "host", h.CP.Config).Clients, "member1": target(t, "member1", m.CP.Config).Clients},
+			Options: uninstall.Options{FinalizerTimeout: 20 * time.Second, PhaseTimeout: 2 * time.Minute, Progress: progress, StopAfter: stopAfter}}
+		return a.Run(ctx)
+	}
+	// Interrupted after 40 writes of a stage: the unjoin stage (about 20)
+	// finishes, the member's stops, the host's does not start.
 	start := time.Now()
-	res, err := a.Run(ctx)
+	res, err := apply(40)
+	if !errors.Is(err, uninstall.ErrInterrupted) || len(res.Stages) != 2 || !strings.Contains(err.Error(), "member-member1") {
+		t.Fatalf("interrupted apply: %v, %d stages run", err, len(res.Stages))
+	}
+	for _, side := range []fixture.Started{h, m} {
+		if missing, err := side.Missing(ctx, side.Seeded.Protected); err != nil || len(missing) > 0 {
+			t.Fatalf("%s: user objects lost after the interruption: %v %v", side.Server, err, missing)
+		}
+	}
+	// The same command again resumes: the unjoin stage is all done.
+	res, err = apply(0)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	t.Logf("multi-cluster apply: %s", time.Since(start).Round(time.Millisecond))
-	if len(res.Stages) != 3 {
-		t.Fatalf("stages run: %+v", res.Stages)
+	t.Logf("multi-cluster apply, interrupted once and resumed: %s", time.Since(start).Round(time.Millisecond))
+	if len(res.Stages) != 3 || res.Stages[0].Result.Done != 0 {
+		t.Fatalf("resumed stages: %+v", res.Stages)
 	}
 	for _, st := range res.Stages {
 		r := st.Result
