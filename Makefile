@@ -30,7 +30,7 @@ test-long: testbin
 
 # Benchmarks on real control planes: the plan (KS_BENCH_NAMESPACES sizes it),
 # then plan and apply against the floor and a kubectl baseline
-# (KS_BENCH_SIZES, KS_BENCH_BASELINE_MAX; about 90 minutes on 2 cores).
+# (KS_BENCH_SIZES, KS_BENCH_BASELINE_MAX; 1 to 1.5 hours on 2 cores).
 # Builds kubectl for the baseline. Table: bin/bench-report.md, see
 # docs/benchmarks.md.
 bench: testbin
