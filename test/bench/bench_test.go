@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -340,7 +339,7 @@ func compilePlan(b *testing.B, ctx context.Context, c *cluster) ([]phaseWrites, 
 // audit summarises one user's requests from the audit log: completed
 // requests by verb, GETs of a named object, and persisted writes by verb.
 func audit(cp *controlplane.ControlPlane, user string) (verbs map[string]int, objectGets int, writes map[string]int, err error) {
-	ev, err := auditEvents(cp)
+	ev, err := cp.AuditEvents()
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -358,41 +357,6 @@ func audit(cp *controlplane.ControlPlane, user string) (verbs map[string]int, ob
 		}
 	}
 	return verbs, objectGets, writes, nil
-}
-
-// auditEvents reads the whole audit log, rotated parts included: the
-// apiserver rotates it at 100 MB (lumberjack's default when
-// --audit-log-maxsize is 0), which a 5,000-namespace run passes, and
-// ControlPlane.AuditEvents reads only the current file.
-func auditEvents(cp *controlplane.ControlPlane) ([]controlplane.AuditEvent, error) {
-	files, err := filepath.Glob(filepath.Join(cp.Dir, "audit*.log"))
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no audit log in %s", cp.Dir)
-	}
-	var out []controlplane.AuditEvent
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var e controlplane.AuditEvent
-			if json.Unmarshal(sc.Bytes(), &e) == nil { // a line being written may be cut
-				out = append(out, e)
-			}
-		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
-		}
-	}
-	return out, nil
 }
 
 // proc is one finished CLI run.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -59,17 +61,33 @@ func (e AuditEvent) Persisted() bool {
 		!strings.Contains(e.RequestURI, "dryRun=") && (e.RequestObject == nil || len(e.RequestObject.DryRun) == 0)
 }
 
-// AuditEvents reads the audit log (Options.Audit must have been set).
+// AuditEvents reads the audit log (Options.Audit must have been set), the
+// parts the apiserver rotated away first (it rotates at 100 MB; audit-<time>.log
+// sorts before audit.log and by time), so large runs are counted whole.
 func (cp *ControlPlane) AuditEvents() ([]AuditEvent, error) {
 	if cp.auditPath == "" {
 		return nil, errors.New("control plane started without Options.Audit")
 	}
-	f, err := os.Open(cp.auditPath)
+	ext := filepath.Ext(cp.auditPath)
+	files, err := filepath.Glob(strings.TrimSuffix(cp.auditPath, ext) + "*" + ext)
+	if err != nil {
+		return nil, err
+	}
+	var out []AuditEvent
+	for _, name := range files {
+		if out, err = readAudit(name, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func readAudit(name string, out []AuditEvent) ([]AuditEvent, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []AuditEvent
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -79,7 +97,10 @@ func (cp *ControlPlane) AuditEvents() ([]AuditEvent, error) {
 		}
 		out = append(out, e)
 	}
-	return out, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return out, nil
 }
 
 // AuditMark returns how many events the log holds now; pass it to EventsSince
