@@ -17,12 +17,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/ks-clean/ks-clean/exitcode"
 	"github.com/ks-clean/ks-clean/footprint"
@@ -333,9 +331,14 @@ func (a *Apply) checkDrift(ctx context.Context) error {
 	return nil
 }
 
-// resolve maps every target's apiVersion/kind to a resource by discovery.
+// resolve maps every target's apiVersion/kind to a resource by discovery:
+// one request per group/version, retried like every read. A type is taken
+// as gone (a resumed apply deleted its CRD) only when the server says its
+// group/version does not exist or does not serve the kind: a transient
+// discovery failure must never turn a detach into a skipped step.
 func (a *Apply) resolve() (map[string]*resolved, error) {
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(a.Clients.Discovery))
+	type kinds map[string]metav1.APIResource
+	served := map[string]kinds{} // group/version -> kind -> resource; nil: not served
 	out := map[string]*resolved{}
 	for _, s := range a.Plan.Steps {
 		r := &resolved{}
@@ -347,15 +350,33 @@ func (a *Apply) resolve() (map[string]*resolved, error) {
 		if err != nil {
 			return nil, exitcode.New(exitcode.Usage, fmt.Errorf("step %s: apiVersion %q: %w", s.ID, s.Target.APIVersion, err))
 		}
-		m, err := mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: s.Target.Kind}, gv.Version)
-		if meta.IsNoMatchError(err) {
-			r.gone = true // the type is gone (a resumed apply deleted its CRD)
+		ks, seen := served[gv.String()]
+		if !seen {
+			var list *metav1.APIResourceList
+			err := kube.Retry(func() (err error) {
+				list, err = a.Clients.Discovery.ServerResourcesForGroupVersion(gv.String())
+				return err
+			})
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return nil, fmt.Errorf("step %s: discover %s: %w", s.ID, gv, err)
+			default:
+				ks = kinds{}
+				for _, res := range list.APIResources {
+					if !strings.Contains(res.Name, "/") {
+						ks[res.Kind] = res
+					}
+				}
+			}
+			served[gv.String()] = ks
+		}
+		res, ok := ks[s.Target.Kind]
+		if !ok {
+			r.gone = true
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("step %s: map %s %s: %w", s.ID, s.Target.APIVersion, s.Target.Kind, err)
-		}
-		r.gvr, r.namespaced = m.Resource, m.Scope.Name() == meta.RESTScopeNameNamespace
+		r.gvr, r.namespaced = gv.WithResource(res.Name), res.Namespaced
 	}
 	return out, nil
 }
