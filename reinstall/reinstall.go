@@ -141,8 +141,7 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	}
 
 	start = time.Now()
-	clusters := append([]multicluster.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...)
-	for i, t := range clusters {
+	for i, t := range r.clusters() {
 		problems, err := proveClean(ctx, t)
 		if err != nil {
 			return res, err
@@ -219,7 +218,7 @@ func (r *Reinstall) plan(ctx context.Context, res *Result) (func(context.Context
 		return nil, err
 	}
 	clients := map[string]*kube.Clients{}
-	for _, t := range append([]multicluster.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...) {
+	for _, t := range r.clusters() {
 		clients[t.Context] = t.Clients
 	}
 	for _, st := range mp.Stages {
@@ -230,6 +229,11 @@ func (r *Reinstall) plan(ctx context.Context, res *Result) (func(context.Context
 		res.UninstallStages, err = a.Run(ctx)
 		return err
 	}, nil
+}
+
+// clusters are the host, then its members.
+func (r *Reinstall) clusters() []multicluster.Target {
+	return append([]multicluster.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...)
 }
 
 // proveClean rescans a cluster: nothing of KubeSphere/KubeFed and no
