@@ -3,7 +3,7 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+LDFLAGS := -X github.com/ks-clean/ks-clean/internal/cli.version=$(VERSION) -X github.com/ks-clean/ks-clean/internal/cli.commit=$(COMMIT)
 TEST_TIMEOUT ?= 60m
 
 .PHONY: all build vet testbin test test-long bench demo clean

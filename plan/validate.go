@@ -3,6 +3,8 @@ package plan
 import (
 	"fmt"
 	"strings"
+
+	"github.com/ks-clean/ks-clean/api"
 )
 
 // Kubernetes' own namespaces: no plan may delete them.
@@ -20,12 +22,30 @@ var kubernetesNamespaces = map[string]bool{"default": true, "kube-system": true,
 //     outlives the writes it matches;
 //  5. no CRD is deleted before every step on objects of its group, so no
 //     instance with finalizers remains when its type goes.
-func Validate(p *Plan) error {
-	rank := map[Phase]int{}
-	for i, ph := range Phases {
-		rank[ph] = i
+//
+// A plan's stages must come in order (api.Plan.CheckStages) and each stage
+// must keep these rules.
+func Validate(p *api.Plan) error {
+	if err := p.CheckStages(); err != nil {
+		return err
 	}
-	protected := map[string]ObjectRef{}
+	for i := range p.Stages {
+		if err := validateStage(&p.Stages[i]); err != nil {
+			if len(p.Stages) == 1 {
+				return err
+			}
+			return fmt.Errorf("stage %s: %w", p.Stages[i].Name, err)
+		}
+	}
+	return nil
+}
+
+func validateStage(p *api.Stage) error {
+	rank := map[api.Phase]int{}
+	for i, r := range Table {
+		rank[r.Phase] = i
+	}
+	protected := map[string]api.ObjectRef{}
 	for _, r := range p.Protected {
 		protected[r.UID] = r
 	}
@@ -38,7 +58,7 @@ func Validate(p *Plan) error {
 
 	// Detaches first: later checks compare every delete against them.
 	for i, s := range p.Steps {
-		if s.Action == ActionPatch && s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || protected[s.Target.UID].UID != "") {
+		if s.Action == api.ActionPatch && s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || protected[s.Target.UID].UID != "") {
 			lastDetach = i
 			for _, uid := range s.Remove.OwnerReferences {
 				detachOf[uid] = i
@@ -66,7 +86,7 @@ func Validate(p *Plan) error {
 		t := s.Target
 		isWebhook := t.Kind == "ValidatingWebhookConfiguration" || t.Kind == "MutatingWebhookConfiguration"
 		switch s.Action {
-		case ActionDelete, ActionHelmUninstall:
+		case api.ActionDelete, api.ActionHelmUninstall:
 			if _, ok := protected[t.UID]; ok && t.UID != "" {
 				fail(i, "deletes protected %s", t)
 			}
@@ -80,17 +100,17 @@ func Validate(p *Plan) error {
 				fail(i, "deletes namespace %s before every detach is done", t.Name)
 			}
 		}
-		if (s.Action == ActionPatch || s.Action == ActionDelete || s.Action == ActionHelmUninstall) && !isWebhook && t.Kind != "APIService" && firstOtherWrite < 0 {
+		if (s.Action == api.ActionPatch || s.Action == api.ActionDelete || s.Action == api.ActionHelmUninstall) && !isWebhook && t.Kind != "APIService" && firstOtherWrite < 0 {
 			firstOtherWrite = i
 		}
-		if isWebhook && s.Action == ActionDelete && firstOtherWrite >= 0 && firstOtherWrite < i {
+		if isWebhook && s.Action == api.ActionDelete && firstOtherWrite >= 0 && firstOtherWrite < i {
 			fail(i, "deletes webhook %s after step %d already wrote", t.Name, firstOtherWrite)
 		}
 	}
 	// CRDs: a step on an object of the group after the CRD is deleted.
 	crdAt := map[string]int{}
 	for i, s := range p.Steps {
-		if s.Action == ActionDelete && s.Target.Kind == "CustomResourceDefinition" {
+		if s.Action == api.ActionDelete && s.Target.Kind == "CustomResourceDefinition" {
 			if _, g, ok := strings.Cut(s.Target.Name, "."); ok {
 				if _, dup := crdAt[g]; !dup {
 					crdAt[g] = i
@@ -99,7 +119,7 @@ func Validate(p *Plan) error {
 		}
 	}
 	for i, s := range p.Steps {
-		if j, ok := crdAt[s.Target.Group()]; ok && s.Target.Kind != "CustomResourceDefinition" && s.Action != ActionVerify && s.Action != ActionWait && i > j {
+		if j, ok := crdAt[s.Target.Group()]; ok && s.Target.Kind != "CustomResourceDefinition" && s.Action != api.ActionVerify && s.Action != api.ActionWait && i > j {
 			fail(i, "acts on %s after its CRD is deleted at step %d", s.Target, j)
 		}
 	}

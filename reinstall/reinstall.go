@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,13 +23,12 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 
-	"github.com/ks-clean/ks-clean/footprint"
-	"github.com/ks-clean/ks-clean/hazard"
-	"github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/multicluster"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
-	"github.com/ks-clean/ks-clean/teardown"
+	"github.com/ks-clean/ks-clean/scan/footprint"
+	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -47,20 +48,24 @@ type Options struct {
 	Timeout             time.Duration
 	// DryRun stops after planning the uninstall and rendering the install.
 	DryRun bool
-	// PlanPath is where the uninstall plan is saved (the backup goes beside it).
-	PlanPath string
-	Context  string
+	// WorkDir is where the uninstall plan is saved, and its backup beside
+	// it (default: StateDir()). Plans and backups hold Secrets: the
+	// default is private to the user.
+	WorkDir string
+	Context string
 	// Members are member clusters of this host, torn down with it in one
-	// multi-cluster plan (members unjoined first); the install is on the
-	// host only, and each member is proven clean too.
-	Members []multicluster.Target
+	// plan (members unjoined first); the install is on the host only, and
+	// each member is proven clean too.
+	Members []scan.Target
 	Apply   uninstall.Options
 }
 
-// Reinstall runs one reinstall on one cluster.
+// Reinstall runs one reinstall on a cluster (and tears its members down).
 type Reinstall struct {
 	Clients *kube.Clients
 	Options
+
+	planPath string
 }
 
 // Result says what happened, phase by phase.
@@ -68,12 +73,10 @@ type Result struct {
 	PlanPath  string            `json:"planPath"`
 	Steps     int               `json:"steps"`
 	Uninstall *uninstall.Result `json:"uninstall,omitempty"`
-	// UninstallStages is the uninstall of a host with members.
-	UninstallStages *uninstall.MultiResult `json:"uninstallStages,omitempty"`
-	Clean           bool                   `json:"clean"`
-	Release         *ReleaseInfo           `json:"release,omitempty"`
-	Healthy         bool                   `json:"healthy"`
-	Problems        []string               `json:"problems,omitempty"`
+	Clean     bool              `json:"clean"`
+	Release   *ReleaseInfo      `json:"release,omitempty"`
+	Healthy   bool              `json:"healthy"`
+	Problems  []string          `json:"problems,omitempty"`
 	// Manifest is the rendered install (dry run only).
 	Manifest  string            `json:"manifest,omitempty"`
 	Durations map[string]string `json:"durations"`
@@ -88,22 +91,59 @@ type ReleaseInfo struct {
 // ErrNotClean stops a reinstall before it installs anything.
 var ErrNotClean = errors.New("the cluster is not clean after the uninstall; nothing was installed")
 
-func (r *Reinstall) defaults() {
+// DefaultOptions are the defaults of Options (the CLI's flags start from
+// them; Run fills a zero field with them).
+func DefaultOptions() Options {
+	return Options{Namespace: "kubesphere-system", Release: "ks-core", Timeout: 10 * time.Minute, Apply: uninstall.DefaultOptions()}
+}
+
+func (r *Reinstall) defaults() error {
+	d := DefaultOptions()
 	if r.Namespace == "" {
-		r.Namespace = "kubesphere-system"
+		r.Namespace = d.Namespace
 	}
 	if r.Release == "" {
-		r.Release = "ks-core"
+		r.Release = d.Release
 	}
 	if r.Timeout == 0 {
-		r.Timeout = 10 * time.Minute
+		r.Timeout = d.Timeout
 	}
+	if r.WorkDir == "" {
+		dir, err := StateDir()
+		if err != nil {
+			return err
+		}
+		r.WorkDir = dir
+	}
+	r.planPath = filepath.Join(r.WorkDir, fmt.Sprintf("ks-clean-reinstall-%s.json", time.Now().UTC().Format("20060102-150405")))
+	return nil
+}
+
+// StateDir is ks-clean's private state directory, made mode 0700 if
+// missing: $XDG_STATE_HOME/ks-clean, else ~/.local/state/ks-clean, else
+// (no home) the user's cache directory.
+func StateDir() (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			base = filepath.Join(home, ".local", "state")
+		} else if base, err = os.UserCacheDir(); err != nil {
+			return "", fmt.Errorf("no private directory for the reinstall's plan and backup (set XDG_STATE_HOME or HOME): %w", err)
+		}
+	}
+	dir := filepath.Join(base, "ks-clean")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	return dir, os.Chmod(dir, 0o700)
 }
 
 // Run reinstalls.
 func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
-	r.defaults()
-	res := &Result{PlanPath: r.PlanPath, Durations: map[string]string{}}
+	res := &Result{Durations: map[string]string{}}
+	if err := r.defaults(); err != nil {
+		return res, err
+	}
 	lap := func(name string, start time.Time) {
 		res.Durations[name] = time.Since(start).Round(time.Millisecond).String()
 	}
@@ -186,66 +226,48 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 // plan scans and plans the uninstall (of the host alone, or of the host and
 // its members), saves the plan, and returns what applies it.
 func (r *Reinstall) plan(ctx context.Context, res *Result) (func(context.Context) error, error) {
-	so := scan.Options{Context: r.Context, Footprint: footprint.Options{KeepWorkspaceLabels: r.KeepWorkspaceLabels}}
-	if len(r.Members) == 0 {
-		sr, err := scan.Run(ctx, r.Clients, so)
-		if err != nil {
-			return nil, err
-		}
-		p, err := teardown.Build(sr, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		if err := plan.Write(r.PlanPath, p); err != nil {
-			return nil, err
-		}
-		res.Steps = len(p.Steps)
-		return func(ctx context.Context) (err error) {
-			a := &uninstall.Apply{Clients: r.Clients, Plan: p, PlanPath: r.PlanPath, Options: r.Apply}
-			res.Uninstall, err = a.Run(ctx)
-			return err
-		}, nil
-	}
-	rep, err := multicluster.Scan(ctx, multicluster.Target{Context: r.Context, Clients: r.Clients}, r.Members, so)
+	so := scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: r.KeepWorkspaceLabels}}
+	rep, err := scan.Run(ctx, r.clusters(), so)
 	if err != nil {
 		return nil, err
 	}
-	mp, err := multicluster.Build(rep, time.Now())
+	p, err := plan.Build(rep, plan.Options{})
 	if err != nil {
 		return nil, err
 	}
-	if err := plan.WriteMulti(r.PlanPath, mp); err != nil {
+	if err := api.Write(r.planPath, p); err != nil {
 		return nil, err
 	}
+	res.PlanPath = r.planPath
 	clients := map[string]*kube.Clients{}
 	for _, t := range r.clusters() {
 		clients[t.Context] = t.Clients
 	}
-	for _, st := range mp.Stages {
-		res.Steps += len(st.Plan.Steps)
+	for _, st := range p.Stages {
+		res.Steps += len(st.Steps)
 	}
 	return func(ctx context.Context) (err error) {
-		a := &uninstall.ApplyMulti{Plan: mp, Clients: clients, PlanPath: r.PlanPath, Options: r.Apply}
-		res.UninstallStages, err = a.Run(ctx)
+		a := &uninstall.Apply{Plan: p, Clients: clients, PlanPath: r.planPath, Options: r.Apply}
+		res.Uninstall, err = a.Run(ctx)
 		return err
 	}, nil
 }
 
 // clusters are the host, then its members.
-func (r *Reinstall) clusters() []multicluster.Target {
-	return append([]multicluster.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...)
+func (r *Reinstall) clusters() []scan.Target {
+	return append([]scan.Target{{Context: r.Context, Clients: r.Clients}}, r.Members...)
 }
 
 // proveClean rescans a cluster: nothing of KubeSphere/KubeFed and no
 // critical finding, or the problems that say otherwise.
-func proveClean(ctx context.Context, t multicluster.Target) ([]string, error) {
-	after, err := scan.Run(ctx, t.Clients, scan.Options{Context: t.Context, Footprint: footprint.Options{KeepWorkspaceLabels: true}})
+func proveClean(ctx context.Context, t scan.Target) ([]string, error) {
+	after, err := scan.Cluster(ctx, t, scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: true}})
 	if err != nil {
 		return nil, err
 	}
 	problems := after.Footprint.Remnants(0)
 	for _, f := range after.Findings {
-		if f.Severity == plan.Critical {
+		if f.Severity == api.Critical {
 			problems = append(problems, f.ID+": "+f.Message)
 		}
 	}
@@ -285,7 +307,7 @@ func (r *Reinstall) loadPath(path string, settings *helmcli.EnvSettings) (*chart
 
 // install installs, or upgrades a release that exists (install-or-upgrade).
 func (r *Reinstall) install(ctx context.Context, ch *chart.Chart, vals map[string]any, dryRun bool) (*release.Release, error) {
-	cfg, err := uninstall.HelmConfig(r.Clients.Config, r.Namespace)
+	cfg, err := kube.HelmConfig(r.Clients.Config, r.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +334,7 @@ func (r *Reinstall) install(ctx context.Context, ch *chart.Chart, vals map[strin
 // health: the release is deployed, no critical finding, and one cluster
 // record per cluster identity.
 func (r *Reinstall) health(ctx context.Context) ([]string, error) {
-	cfg, err := uninstall.HelmConfig(r.Clients.Config, r.Namespace)
+	cfg, err := kube.HelmConfig(r.Clients.Config, r.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -324,12 +346,12 @@ func (r *Reinstall) health(ctx context.Context) ([]string, error) {
 	if rel.Info.Status != release.StatusDeployed {
 		problems = append(problems, fmt.Sprintf("release %s/%s is %s, not deployed", r.Namespace, r.Release, rel.Info.Status))
 	}
-	sr, err := scan.Run(ctx, r.Clients, scan.Options{Context: r.Context})
+	sr, err := scan.Cluster(ctx, scan.Target{Context: r.Context, Clients: r.Clients}, scan.Options{})
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range sr.Findings {
-		if f.Severity == plan.Critical || f.ID == hazard.ClusterAlias {
+		if f.Severity == api.Critical || f.ID == hazard.ClusterAlias {
 			problems = append(problems, f.ID+": "+f.Message)
 		}
 	}

@@ -10,8 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/multicluster"
+	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/test/controlplane"
@@ -140,7 +139,7 @@ func TestReinstallHostWithMember(t *testing.T) {
 	start := time.Now()
 	r := &reinstall.Reinstall{Clients: clients["host"], Options: reinstall.Options{
 		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"), Context: "host",
-		Members: []multicluster.Target{{Context: "member1", Clients: clients["member1"]}},
+		Members: []scan.Target{{Context: "member1", Clients: clients["member1"]}},
 		Apply:   uninstall.Options{FinalizerTimeout: 20 * time.Second},
 	}}
 	res, err := r.Run(ctx)

@@ -1,17 +1,18 @@
 // Package scan is the read-only action behind `ks-clean scan` and the first
-// half of `ks-clean plan`: inventory the cluster, classify the footprint,
-// find the hazards.
+// half of `ks-clean plan`: inventory each cluster (scan/inventory), classify
+// the footprint (scan/footprint), find the hazards (scan/hazard), and, for a
+// host with members, match each member to the host's records of it.
 package scan
 
 import (
 	"context"
 	"time"
 
-	"github.com/ks-clean/ks-clean/footprint"
-	"github.com/ks-clean/ks-clean/hazard"
-	"github.com/ks-clean/ks-clean/inventory"
-	"github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/scan/footprint"
+	"github.com/ks-clean/ks-clean/scan/hazard"
+	"github.com/ks-clean/ks-clean/scan/inventory"
 )
 
 // Options of a scan.
@@ -19,34 +20,79 @@ type Options struct {
 	Inventory inventory.Options
 	Footprint footprint.Options
 	Hazard    hazard.Options
-	// Context is the kubeconfig context name, recorded in the report.
+}
+
+// Target is one cluster to scan: its kubeconfig context and clients.
+type Target struct {
 	Context string
+	Clients *kube.Clients
 }
 
-// Result of a scan.
+// Result is one cluster's scan.
 type Result struct {
-	Report
-	Footprint *footprint.Footprint `json:"-"`
-	// Records are the multi-cluster records found, with the cluster
-	// identity each resolved to.
-	Records  []*hazard.Record `json:"-"`
-	Duration time.Duration    `json:"-"`
+	ClusterReport
+	Footprint *footprint.Footprint
+	// Records are the multi-cluster records found on this cluster, with
+	// the cluster identity each resolved to.
+	Records []*hazard.Record
+	// HostRecords, for a member, are the host's Cluster and KubeFedCluster
+	// records that reach it.
+	HostRecords []*hazard.Record
+	Duration    time.Duration
 }
 
-// Report is the JSON contract of `ks-clean scan -o json`.
-type Report struct {
-	Cluster    plan.Cluster    `json:"cluster"`
-	KubeSphere plan.KubeSphere `json:"kubesphere"`
-	Findings   []plan.Finding  `json:"findings"`
-	Warnings   []string        `json:"warnings,omitempty"`
+// ClusterReport is one cluster's part of the JSON contract.
+type ClusterReport struct {
+	Cluster    api.Cluster    `json:"cluster"`
+	KubeSphere api.KubeSphere `json:"kubesphere"`
+	Footprint  Counts         `json:"footprint"`
+	Findings   []api.Finding  `json:"findings"`
+	Warnings   []string       `json:"warnings,omitempty"`
+}
+
+// Counts sum up a footprint.
+type Counts struct {
+	// Objects of KubeSphere/KubeFed, to delete.
+	Objects int `json:"objects"`
+	// SystemNamespaces deleted whole.
+	SystemNamespaces int `json:"systemNamespaces"`
+	HelmReleases     int `json:"helmReleases"`
+	// Detach counts users' objects tied to the footprint: they are kept.
+	Detach int `json:"detach"`
 }
 
 // Critical reports whether any finding is critical.
-func (r *Report) Critical() bool { return hazard.HasCritical(r.Findings) }
+func (r *ClusterReport) Critical() bool { return hazard.HasCritical(r.Findings) }
 
-// Run scans. It never writes to the cluster.
-func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
+// Cluster scans one cluster. It never writes to it.
+func Cluster(ctx context.Context, t Target, o Options) (*Result, error) {
 	start := time.Now()
+	fp, err := Footprint(ctx, t.Clients, o)
+	if err != nil {
+		return nil, err
+	}
+	findings, records := hazard.Find(ctx, fp, o.Hazard)
+	if findings == nil {
+		findings = []api.Finding{}
+	}
+	return &Result{
+		ClusterReport: ClusterReport{
+			Cluster:    api.Cluster{UID: fp.Inv.KubeSystemUID, Server: fp.Inv.Server, Context: t.Context},
+			KubeSphere: fp.KubeSphere,
+			Footprint:  Counts{Objects: len(fp.Members), SystemNamespaces: len(fp.SystemNamespaces), HelmReleases: len(fp.Releases), Detach: len(fp.Detach)},
+			Findings:   findings,
+			Warnings:   fp.Inv.Warnings,
+		},
+		Footprint: fp,
+		Records:   records,
+		Duration:  time.Since(start),
+	}, nil
+}
+
+// Footprint inventories a cluster and classifies what is KubeSphere's and
+// KubeFed's, without the hazard checks: no connection to the API servers
+// that cluster records name. Apply's drift check and verification use it.
+func Footprint(ctx context.Context, c *kube.Clients, o Options) (*footprint.Footprint, error) {
 	if o.Inventory.FullGroup == nil {
 		o.Inventory.FullGroup = footprint.FullGroup
 	}
@@ -54,20 +100,5 @@ func Run(ctx context.Context, c *kube.Clients, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	fp := footprint.Classify(inv, o.Footprint)
-	findings, records := hazard.Find(ctx, fp, o.Hazard)
-	if findings == nil {
-		findings = []plan.Finding{}
-	}
-	return &Result{
-		Report: Report{
-			Cluster:    plan.Cluster{UID: inv.KubeSystemUID, Server: inv.Server, Context: o.Context},
-			KubeSphere: fp.KubeSphere,
-			Findings:   findings,
-			Warnings:   inv.Warnings,
-		},
-		Footprint: fp,
-		Records:   records,
-		Duration:  time.Since(start),
-	}, nil
+	return footprint.Classify(inv, o.Footprint), nil
 }

@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export KUBEBUILDER_ASSETS="$(bash scripts/testbin.sh | tail -n 1)"
-go build -ldflags "-X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -X main.commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" -o bin/ks-clean .
+go build -ldflags "-X github.com/ks-clean/ks-clean/internal/cli.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -X github.com/ks-clean/ks-clean/internal/cli.commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" -o bin/ks-clean .
 go build -o bin/ks-devcluster ./test/cmd/ks-devcluster
 
 dir="$root/.demo"

@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
-	kubeclients "github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/api"
+	kubeclients "github.com/ks-clean/ks-clean/internal/kube"
 )
 
 type access struct {
@@ -23,7 +23,7 @@ type access struct {
 
 // needed lists the permissions the plan's steps need, one per verb and
 // resource (namespaces are not distinguished: the plan acts cluster-wide).
-func (a *Apply) needed(targets map[string]*resolved) []access {
+func (a *stage) needed(targets map[string]*resolved) []access {
 	set := map[access]bool{
 		{verb: "create", resource: schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}}: true,
 		{verb: "list", resource: schema.GroupResource{Resource: "namespaces"}}:                             true,
@@ -32,15 +32,15 @@ func (a *Apply) needed(targets map[string]*resolved) []access {
 	for _, s := range a.Plan.Steps {
 		r := targets[s.ID]
 		switch s.Action {
-		case plan.ActionScale:
+		case api.ActionScale:
 			set[access{verb: "patch", resource: r.gvr.GroupResource(), sub: "scale"}] = true
 			set[access{verb: "list", resource: schema.GroupResource{Resource: "pods"}}] = true
-		case plan.ActionPatch:
+		case api.ActionPatch:
 			set[access{verb: "get", resource: r.gvr.GroupResource()}] = true
 			set[access{verb: "patch", resource: r.gvr.GroupResource()}] = true
-		case plan.ActionDelete:
+		case api.ActionDelete:
 			set[access{verb: "delete", resource: r.gvr.GroupResource()}] = true
-		case plan.ActionHelmUninstall:
+		case api.ActionHelmUninstall:
 			set[access{verb: "delete", resource: schema.GroupResource{Resource: "secrets"}}] = true
 		}
 	}
@@ -60,7 +60,7 @@ func checkAccess(ctx context.Context, kube kubernetes.Interface, needs []access)
 	var missing []string
 	for _, n := range needs {
 		var r *authorizationv1.SelfSubjectAccessReview
-		err := kubeclients.Retry(func() (err error) {
+		err := kubeclients.Retry(ctx, func() (err error) {
 			r, err = kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 					Verb: n.verb, Group: n.resource.Group, Resource: n.resource.Resource, Subresource: n.sub,

@@ -17,11 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
-	"github.com/ks-clean/ks-clean/exitcode"
-	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/exitcode"
+	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
-	"github.com/ks-clean/ks-clean/teardown"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 	"github.com/ks-clean/ks-clean/uninstall"
@@ -34,7 +34,7 @@ type env struct {
 	s       *fixture.Seeder
 	cfg     *rest.Config
 	clients *kube.Clients
-	plan    *plan.Plan
+	plan    *api.Plan
 	dir     string
 }
 
@@ -56,7 +56,7 @@ func setup(t *testing.T, scenario string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.plan, err = teardown.Build(res, time.Now()); err != nil {
+	if e.plan, err = plan.Build(res, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -70,7 +70,7 @@ func (e *env) newClients(t *testing.T) *kube.Clients {
 	return c
 }
 
-func (e *env) apply(t *testing.T, p *plan.Plan, o uninstall.Options, tweak ...func(*uninstall.Apply)) (*uninstall.Result, error) {
+func (e *env) apply(t *testing.T, p *api.Plan, o uninstall.Options, tweak ...func(*uninstall.Apply)) (*uninstall.Result, error) {
 	t.Helper()
 	if o.FinalizerTimeout == 0 {
 		o.FinalizerTimeout = 20 * time.Second
@@ -138,7 +138,7 @@ func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
 	p := *e.plan
 	p.Steps = nil
 	for _, s := range e.plan.Steps {
-		if s.Phase != plan.PhaseDetach {
+		if s.Phase != api.PhaseDetach {
 			p.Steps = append(p.Steps, s)
 		}
 	}
@@ -184,7 +184,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	e := setup(t, "incident")
 	other := setup(t, "clean")
-	check := func(name string, p *plan.Plan, o uninstall.Options, want string) {
+	check := func(name string, p *api.Plan, o uninstall.Options, want string) {
 		t.Helper()
 		mark := e.cp.AuditMark()
 		_, err := e.apply(t, p, o)
@@ -199,7 +199,7 @@ func TestRefusals(t *testing.T) {
 	check("plan for another cluster", other.plan, uninstall.Options{}, "was made for cluster")
 
 	tampered := *e.plan
-	tampered.Steps = append([]plan.Step(nil), e.plan.Steps...)
+	tampered.Steps = append([]api.Step(nil), e.plan.Steps...)
 	tampered.Steps[len(tampered.Steps)-2].Target.Name = "prod-ws1-1"
 	check("tampered plan", &tampered, uninstall.Options{}, "digest does not match")
 
@@ -429,7 +429,7 @@ func TestPatchRedoneAfterConcurrentChange(t *testing.T) {
 	const theirs = "example.com/keep-me"
 	changed := false
 	res, err := e.apply(t, e.plan, uninstall.Options{Progress: func(ev uninstall.Event) {
-		if ev.Phase != plan.PhaseDetach || changed {
+		if ev.Phase != api.PhaseDetach || changed {
 			return
 		}
 		changed = true

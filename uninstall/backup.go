@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,13 +19,22 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
 )
+
+// backupIndex lists what a backup holds, and which run took it.
+type backupIndex struct {
+	// Plan is the journal key of the stage backed up (plan digest and
+	// stage).
+	Plan    string        `json:"plan"`
+	TakenAt time.Time     `json:"takenAt"`
+	Objects []backupEntry `json:"objects"`
+}
 
 // backupEntry is one line of the backup index.
 type backupEntry struct {
-	plan.ObjectRef
+	api.ObjectRef
 	File string `json:"file"`
 }
 
@@ -34,41 +44,51 @@ type backupEntry struct {
 // directory) but never printed. It returns, by UID, what it read of the
 // objects patch steps change: their first patch starts from it instead of a
 // GET (its test operations still pin every value it removes).
-func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, map[string]*unstructured.Unstructured, error) {
+func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, map[string]*unstructured.Unstructured, error) {
 	patched := map[string]bool{}
 	for _, s := range a.Plan.Steps {
-		if s.Action == plan.ActionPatch {
+		if s.Action == api.ActionPatch {
 			patched[s.Target.UID] = true
 		}
 	}
 	known := map[string]*unstructured.Unstructured{}
-	dir := filepath.Join(a.BackupDir, "objects")
-	index := filepath.Join(a.BackupDir, "index.json")
-	if b, err := os.ReadFile(index); err == nil {
-		// Taken by an earlier run of this plan: it holds the state before
-		// any write, which a new backup no longer could.
-		var prev []backupEntry
-		if err := json.Unmarshal(b, &prev); err != nil {
-			return 0, nil, fmt.Errorf("backup index %s is damaged (%v): move it away to take a new backup", index, err)
+	root := a.BackupDir
+	if a.DryRun {
+		// A dry run's backup shows what a real run would save; a real run
+		// never reuses it: the cluster may change before that run.
+		root = filepath.Join(a.BackupDir, "dry-run")
+		if err := os.RemoveAll(root); err != nil {
+			return 0, nil, api.Refuse(api.FixBackupDir, "replace the dry run's backup %s: %w", root, err)
 		}
-		return len(prev), nil, nil
+	}
+	dir := filepath.Join(root, "objects")
+	index := filepath.Join(root, "index.json")
+	if b, err := os.ReadFile(index); err == nil && !a.DryRun {
+		// Taken by an earlier, interrupted real run of this stage: it
+		// holds the state before any write, which a new backup no longer
+		// could.
+		var prev backupIndex
+		if err := json.Unmarshal(b, &prev); err != nil || prev.Plan != a.journalKey() {
+			return 0, nil, api.Refuse(api.FixBackupDir, "backup index %s is damaged or belongs to another plan: move it away to take a new backup", index)
+		}
+		return len(prev.Objects), nil, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, nil, fmt.Errorf("backup directory %s: %w (choose a writable one with --backup-dir)", a.BackupDir, err)
+		return 0, nil, api.Refuse(api.FixBackupDir, "backup directory %s: %w", root, err)
 	}
 
 	want := map[schema.GroupVersionResource]map[string]bool{} // gvr -> uid set
 	var deletedNS []string
 	for _, s := range a.Plan.Steps {
 		r := targets[s.ID]
-		if r == nil || r.gvr.Resource == "" || s.Action == plan.ActionVerify {
+		if r == nil || r.gvr.Resource == "" || s.Action == api.ActionVerify {
 			continue
 		}
 		if want[r.gvr] == nil {
 			want[r.gvr] = map[string]bool{}
 		}
 		want[r.gvr][s.Target.UID] = true
-		if s.Action == plan.ActionDelete && s.Target.Kind == "Namespace" {
+		if s.Action == api.ActionDelete && s.Target.Kind == "Namespace" {
 			deletedNS = append(deletedNS, s.Target.Name)
 		}
 	}
@@ -76,7 +96,7 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	for _, n := range deletedNS {
 		nsSet[n] = true
 	}
-	namespaced, err := a.namespacedResources()
+	namespaced, err := a.namespacedResources(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -93,7 +113,7 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	for gvr, uids := range want {
 		g.Go(func() error {
 			p := pager.New(func(ctx context.Context, o metav1.ListOptions) (obj runtime.Object, err error) {
-				err = kube.Retry(func() error { obj, err = a.Clients.Dynamic.Resource(gvr).List(ctx, o); return err })
+				err = kube.Retry(ctx, func() error { obj, err = a.Clients.Dynamic.Resource(gvr).List(ctx, o); return err })
 				return obj, err
 			})
 			err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
@@ -125,7 +145,7 @@ func (a *Apply) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	if err := g.Wait(); err != nil {
 		return 0, nil, err
 	}
-	b, _ := json.MarshalIndent(entries, "", " ")
+	b, _ := json.MarshalIndent(backupIndex{Plan: a.journalKey(), TakenAt: time.Now().UTC(), Objects: entries}, "", " ")
 	if err := os.WriteFile(index, b, 0o600); err != nil {
 		return 0, nil, fmt.Errorf("write backup index: %w", err)
 	}
@@ -153,7 +173,7 @@ func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) 
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return backupEntry{}, err
 	}
-	return backupEntry{ObjectRef: plan.ObjectRef{
+	return backupEntry{ObjectRef: api.ObjectRef{
 		APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(),
 		UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
 	}, File: filepath.Join("objects", rel)}, nil
@@ -161,9 +181,9 @@ func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) 
 
 // namespacedResources lists every listable namespaced type, to back up the
 // content of namespaces the plan deletes.
-func (a *Apply) namespacedResources() ([]schema.GroupVersionResource, error) {
+func (a *stage) namespacedResources(ctx context.Context) ([]schema.GroupVersionResource, error) {
 	var lists []*metav1.APIResourceList
-	err := kube.Retry(func() (err error) {
+	err := kube.Retry(ctx, func() (err error) {
 		lists, err = a.Clients.Discovery.ServerPreferredNamespacedResources()
 		if len(lists) > 0 {
 			return nil // partial discovery (a broken aggregated API) is enough

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/test/faultproxy"
 	"github.com/ks-clean/ks-clean/uninstall"
 )

@@ -3,13 +3,13 @@ package uninstall
 import (
 	"testing"
 
-	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/api"
 )
 
 // A release whose manifest names a protected object must not be uninstalled:
 // Helm would delete that object with the release.
 func TestProtectedInManifest(t *testing.T) {
-	x := &executor{Apply: &Apply{Plan: &plan.Plan{Protected: []plan.ObjectRef{
+	x := &executor{stage: &stage{Plan: &api.Stage{Protected: []api.ObjectRef{
 		{APIVersion: "v1", Kind: "Namespace", Name: "prod-ws1-1", UID: "u1"},
 		{APIVersion: "v1", Kind: "ConfigMap", Namespace: "prod-ws1-1", Name: "app-config", UID: "u2"},
 	}}}}

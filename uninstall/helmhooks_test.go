@@ -17,9 +17,9 @@ import (
 	"helm.sh/helm/v3/pkg/storage/driver"
 	helmtime "helm.sh/helm/v3/pkg/time"
 
-	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
-	"github.com/ks-clean/ks-clean/teardown"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 	"github.com/ks-clean/ks-clean/uninstall"
@@ -65,7 +65,7 @@ func TestHelmUninstallHooksAndPendingInstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := teardown.Build(res, time.Now())
+			p, err := plan.Build(res, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,9 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
-	"github.com/ks-clean/ks-clean/teardown"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -60,7 +60,7 @@ func TestShippedRoles(t *testing.T) {
 	if len(res.Warnings) > 0 {
 		t.Fatalf("scan with ks-clean-scan could not read everything: %v", res.Warnings)
 	}
-	p, err := teardown.Build(res, time.Now())
+	p, err := plan.Build(res, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/pager"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/plan"
+	"github.com/go-openapi/jsonpointer"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
 // errRecreated marks a target whose UID differs from the plan's.
@@ -33,7 +35,7 @@ var errStale = errors.New("changed since it was read")
 // retriable: transient API trouble, or a patch to redo from a fresh read.
 func retriable(err error) bool { return kube.Retriable(err) || errors.Is(err, errStale) }
 
-func (x *executor) ri(s *plan.Step) dynamic.ResourceInterface {
+func (x *executor) ri(s *api.Step) dynamic.ResourceInterface {
 	r := x.targets[s.ID]
 	if r.namespaced {
 		return x.Clients.Dynamic.Resource(r.gvr).Namespace(s.Target.Namespace)
@@ -49,7 +51,7 @@ func (x *executor) dryRun() []string {
 }
 
 // runStep executes one step and records its outcome.
-func (x *executor) runStep(s *plan.Step) (string, string) {
+func (x *executor) runStep(s *api.Step) (string, string) {
 	if x.journal != nil && x.journal.isDone(s.ID) {
 		return StatusSkipped, "done in an earlier run"
 	}
@@ -58,7 +60,7 @@ func (x *executor) runStep(s *plan.Step) (string, string) {
 	return status, detail
 }
 
-func (x *executor) exec(s *plan.Step) (string, string) {
+func (x *executor) exec(s *api.Step) (string, string) {
 	if r := x.targets[s.ID]; r != nil && r.gone {
 		return StatusSkipped, "its type no longer exists, so neither does it"
 	}
@@ -66,15 +68,15 @@ func (x *executor) exec(s *plan.Step) (string, string) {
 	err := retry.OnError(kube.Backoff, retriable, func() error {
 		var err error
 		switch s.Action {
-		case plan.ActionScale:
+		case api.ActionScale:
 			detail, err = x.scale(s)
-		case plan.ActionPatch:
+		case api.ActionPatch:
 			detail, err = x.patch(s)
-		case plan.ActionDelete:
+		case api.ActionDelete:
 			detail, err = x.delete(s)
-		case plan.ActionHelmUninstall:
+		case api.ActionHelmUninstall:
 			detail, err = x.helmUninstall(s)
-		case plan.ActionVerify:
+		case api.ActionVerify:
 			detail = "checked before the first write"
 		default:
 			err = fmt.Errorf("unknown action %q", s.Action)
@@ -98,7 +100,7 @@ func (x *executor) exec(s *plan.Step) (string, string) {
 }
 
 // scale sets replicas to 0, guarded by the UID the plan recorded.
-func (x *executor) scale(s *plan.Step) (string, error) {
+func (x *executor) scale(s *api.Step) (string, error) {
 	ops := []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 		{"op": "replace", "path": "/spec/replicas", "value": 0},
@@ -114,7 +116,7 @@ func (x *executor) scale(s *plan.Step) (string, error) {
 // JSON patch whose test operations pin what it read, so a change made
 // meanwhile fails the patch (and the retry re-reads) instead of being
 // overwritten.
-func (x *executor) patch(s *plan.Step) (string, error) {
+func (x *executor) patch(s *api.Step) (string, error) {
 	cur := x.takeKnown(s.Target.UID)
 	if cur == nil {
 		var err error
@@ -169,7 +171,7 @@ func (x *executor) patch(s *plan.Step) (string, error) {
 	labels := cur.GetLabels()
 	for _, k := range rm.Labels {
 		if v, ok := labels[k]; ok {
-			p := "/metadata/labels/" + escapePointer(k)
+			p := "/metadata/labels/" + jsonpointer.Escape(k)
 			ops = append(ops, map[string]any{"op": "test", "path": p, "value": v}, map[string]any{"op": "remove", "path": p})
 			did = append(did, "label "+k)
 		}
@@ -183,7 +185,7 @@ func (x *executor) patch(s *plan.Step) (string, error) {
 	return "removed " + strings.Join(did, ", "), nil
 }
 
-func (x *executor) jsonPatch(s *plan.Step, ops []map[string]any) error {
+func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
 	body, _ := json.Marshal(ops)
 	_, err := x.ri(s).Patch(x.writeCtx, s.Target.Name, types.JSONPatchType, body, metav1.PatchOptions{DryRun: x.dryRun()})
 	if err == nil {
@@ -207,7 +209,7 @@ func (x *executor) jsonPatch(s *plan.Step, ops []map[string]any) error {
 
 // delete deletes with the UID precondition: an object re-created since
 // planning is another object and is left alone.
-func (x *executor) delete(s *plan.Step) (string, error) {
+func (x *executor) delete(s *api.Step) (string, error) {
 	uid := types.UID(s.Target.UID)
 	bg := metav1.DeletePropagationBackground
 	err := x.ri(s).Delete(x.writeCtx, s.Target.Name, metav1.DeleteOptions{
@@ -245,31 +247,31 @@ func set(ss []string) map[string]bool {
 	return m
 }
 
-// escapePointer escapes a JSON pointer segment (RFC 6901).
-func escapePointer(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
-}
-
 // waitPhase waits until the phase's delete targets are gone. Footprint
 // objects still present after FinalizerTimeout lose their finalizers (their
 // controllers are stopped); a namespace still present loses the finalizers of
 // what it holds. Protected objects are never delete targets, so never touched
 // here.
-func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error) {
-	var pending []*plan.Step
+func (x *executor) waitPhase(ctx context.Context, ph api.Phase) (string, error) {
+	var pending []*api.Step
 	for i := range x.Plan.Steps {
 		s := &x.Plan.Steps[i]
-		if s.Phase == ph && (s.Action == plan.ActionDelete || s.Action == plan.ActionScale) && !x.targets[s.ID].gone {
+		if s.Phase == ph && (s.Action == api.ActionDelete || s.Action == api.ActionScale) && !x.targets[s.ID].gone {
 			pending = append(pending, s)
 		}
 	}
 	start := time.Now()
 	stripped := false
-	for {
+	// The wait ends with the caller's context and with the lease.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(x.writeCtx, cancel)()
+	var failed error
+	err := wait.PollUntilContextTimeout(wctx, 500*time.Millisecond, x.PhaseTimeout, true, func(ctx context.Context) (bool, error) {
 		present := x.presentByList(ctx, pending)
-		var left []*plan.Step
+		var left []*api.Step
 		for _, s := range pending {
-			if p, listed := present[x.targets[s.ID].gvr]; listed && s.Action == plan.ActionDelete {
+			if p, listed := present[x.targets[s.ID].gvr]; listed && s.Action == api.ActionDelete {
 				if p[s.Target.UID] {
 					left = append(left, s)
 				}
@@ -279,51 +281,65 @@ func (x *executor) waitPhase(ctx context.Context, ph plan.Phase) (string, error)
 			if apierrors.IsNotFound(err) || (err == nil && string(cur.GetUID()) != s.Target.UID) {
 				continue
 			}
-			if err == nil && s.Action == plan.ActionScale {
+			if err == nil && s.Action == api.ActionScale {
 				if n, perr := x.podsOf(ctx, cur); perr == nil && n == 0 {
 					continue // scaled down, and its pods (terminating ones too) are gone
 				}
 			}
-			if err != nil && !kube.Retriable(err) {
-				return "", fmt.Errorf("wait for %s: %w", s.Target, err)
+			if err != nil && !kube.Retriable(err) && ctx.Err() == nil {
+				failed = fmt.Errorf("wait for %s: %w", s.Target, err)
+				return false, failed
 			}
 			left = append(left, s)
 		}
 		pending = left
 		if len(pending) == 0 {
-			msg := fmt.Sprintf("all gone after %s", time.Since(start).Round(100*time.Millisecond))
-			if stripped {
-				msg += " (finalizers removed after --finalizer-timeout)"
-			}
-			return msg, nil
-		}
-		if ctx.Err() != nil {
-			return "", ErrInterrupted
+			return true, nil
 		}
 		if !stripped && time.Since(start) > x.FinalizerTimeout {
 			for _, s := range pending {
-				if s.Action == plan.ActionDelete {
+				if s.Action == api.ActionDelete {
 					x.stripFinalizers(s)
 				}
 			}
 			stripped = true
 		}
-		if time.Since(start) > x.PhaseTimeout {
-			var names []string
-			for i, s := range pending {
-				if i == 10 {
-					names = append(names, fmt.Sprintf("and %d more", len(pending)-10))
-					break
-				}
-				names = append(names, s.Target.String())
-			}
-			return "", fmt.Errorf("still present after %s: %s; see `ks-clean scan` for why (finalizers, stuck content), then run apply again", x.PhaseTimeout, strings.Join(names, ", "))
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		msg := fmt.Sprintf("all gone after %s", time.Since(start).Round(100*time.Millisecond))
+		if stripped {
+			msg += " (finalizers removed after the finalizer timeout)"
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
+		return msg, nil
+	case failed != nil:
+		return "", failed
+	case x.lease.Lost() != nil:
+		return "", x.lease.Lost()
+	case ctx.Err() != nil:
+		return "", api.ErrInterrupted
 	}
+	var names []string
+	for i, s := range pending {
+		if i == 10 {
+			names = append(names, fmt.Sprintf("and %d more", len(pending)-10))
+			break
+		}
+		names = append(names, s.Target.String())
+	}
+	return "", &PhaseTimeoutError{Phase: ph, After: x.PhaseTimeout, Pending: names}
+}
+
+// PhaseTimeoutError: a phase's deletions were not finished in time.
+type PhaseTimeoutError struct {
+	Phase   api.Phase
+	After   time.Duration
+	Pending []string
+}
+
+func (e *PhaseTimeoutError) Error() string {
+	return fmt.Sprintf("phase %s: still present after %s: %s; see `ks-clean scan` for why (finalizers, stuck content), then run apply again", e.Phase, e.After, strings.Join(e.Pending, ", "))
 }
 
 // listAtLeast is how many of a phase's delete targets of one type make a
@@ -333,10 +349,10 @@ const listAtLeast = 10
 // presentByList lists, metadata only and paginated, each type with at least
 // listAtLeast delete targets pending, and returns the UIDs present per type.
 // A type whose list fails is left out: its targets are read one by one.
-func (x *executor) presentByList(ctx context.Context, pending []*plan.Step) map[schema.GroupVersionResource]map[string]bool {
+func (x *executor) presentByList(ctx context.Context, pending []*api.Step) map[schema.GroupVersionResource]map[string]bool {
 	count := map[schema.GroupVersionResource]int{}
 	for _, s := range pending {
-		if s.Action == plan.ActionDelete {
+		if s.Action == api.ActionDelete {
 			count[x.targets[s.ID].gvr]++
 		}
 	}
@@ -361,7 +377,7 @@ func (x *executor) presentByList(ctx context.Context, pending []*plan.Step) map[
 	return out
 }
 
-func (x *executor) stripFinalizers(s *plan.Step) {
+func (x *executor) stripFinalizers(s *api.Step) {
 	ops := []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 		{"op": "replace", "path": "/metadata/finalizers", "value": []string{}},
@@ -370,7 +386,7 @@ func (x *executor) stripFinalizers(s *plan.Step) {
 	if s.Target.Kind != "Namespace" {
 		return
 	}
-	gvrs, err := x.namespacedResources()
+	gvrs, err := x.namespacedResources(x.writeCtx)
 	if err != nil {
 		return
 	}
@@ -413,10 +429,10 @@ func (x *executor) blockedInDryRun(err error) string {
 
 // hooksDeletedByPlan maps the webhooks inside configurations the plan
 // deletes to their configuration's name.
-func (a *Apply) hooksDeletedByPlan(ctx context.Context) map[string]string {
+func (a *stage) hooksDeletedByPlan(ctx context.Context) map[string]string {
 	deleted := map[string]bool{}
 	for _, s := range a.Plan.Steps {
-		if s.Action == plan.ActionDelete && strings.HasSuffix(s.Target.Kind, "WebhookConfiguration") {
+		if s.Action == api.ActionDelete && strings.HasSuffix(s.Target.Kind, "WebhookConfiguration") {
 			deleted[s.Target.UID] = true
 		}
 	}

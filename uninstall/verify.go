@@ -6,8 +6,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/ks-clean/ks-clean/footprint"
 	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 )
 
 // Verification is the check at the end.
@@ -22,14 +22,13 @@ type Verification struct {
 // verify rescans: success only when nothing of KubeSphere/KubeFed remains
 // and every protected object is present with the UID the plan recorded and
 // no owner reference into what was deleted.
-func (a *Apply) verify(ctx context.Context) (*Verification, error) {
+func (a *stage) verify(ctx context.Context) (*Verification, error) {
 	// Workspace labels left on purpose (--keep-workspace-labels) are not a
 	// remnant: they tie nothing once KubeSphere is gone.
-	res, err := scan.Run(ctx, a.Clients, scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: true}})
+	fp, err := scan.Footprint(ctx, a.Clients, scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: true}})
 	if err != nil {
 		return nil, fmt.Errorf("verify (rescan): %w", err)
 	}
-	fp := res.Footprint
 	v := &Verification{}
 	add := func(format string, args ...any) { v.Problems = append(v.Problems, fmt.Sprintf(format, args...)) }
 	v.Problems = fp.Remnants(10)

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ks-clean/ks-clean/kube"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
-	"github.com/ks-clean/ks-clean/teardown"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 	"github.com/ks-clean/ks-clean/uninstall"
@@ -200,7 +200,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 		b.Fatal(err)
 	}
 	r.Load[0] = loadAvg()
-	p, err := plan.Read(planPath)
+	p, err := api.Read(planPath)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func compilePlan(b *testing.B, ctx context.Context, c *cluster) ([]phaseWrites, 
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := teardown.Build(res, time.Now())
+	p, err := plan.Build(res, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

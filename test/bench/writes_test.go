@@ -18,15 +18,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/pager"
 
-	"github.com/ks-clean/ks-clean/inventory"
-	"github.com/ks-clean/ks-clean/kube"
-	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/scan/inventory"
 )
 
 // write is one write of a plan, resolved and with its body ready: the floor
 // and the baseline issue exactly these, in the plan's phase order.
 type write struct {
-	step       *plan.Step
+	step       *api.Step
 	gvr        schema.GroupVersionResource
 	namespaced bool
 	selector   string // scale: the workload's pod selector
@@ -36,7 +36,7 @@ type write struct {
 // phaseWrites are one phase's writes grouped by object: an object's writes
 // (strip finalizers, then delete) run in order, objects concurrently.
 type phaseWrites struct {
-	phase  plan.Phase
+	phase  api.Phase
 	groups [][]write
 	wait   bool // the plan waits for this phase's deletions / scale-downs
 }
@@ -44,10 +44,10 @@ type phaseWrites struct {
 // compile turns a plan into its writes, using the plan-time inventory for
 // what a patch must send. Knowing the objects' state for free is generous to
 // the floor and the baseline: ks-clean re-reads each object it patches.
-func compile(p *plan.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error) {
+func compile(p *api.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error) {
 	var out []phaseWrites
 	n := 0
-	for _, ph := range plan.Phases {
+	for _, ph := range api.Phases {
 		pw := phaseWrites{phase: ph}
 		byObj := map[string]int{}
 		for i := range p.Steps {
@@ -56,12 +56,12 @@ func compile(p *plan.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error)
 				continue
 			}
 			switch s.Action {
-			case plan.ActionVerify:
+			case api.ActionVerify:
 				continue
-			case plan.ActionWait:
+			case api.ActionWait:
 				pw.wait = true
 				continue
-			case plan.ActionHelmUninstall:
+			case api.ActionHelmUninstall:
 				return nil, 0, fmt.Errorf("step %s: the floor has no Helm uninstall; the ks33-host fixture has no release", s.ID)
 			}
 			o := inv.ByUID(types.UID(s.Target.UID))
@@ -71,7 +71,7 @@ func compile(p *plan.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error)
 			w := write{step: s, gvr: o.Resource.GVR, namespaced: o.Resource.Namespaced}
 			var err error
 			switch s.Action {
-			case plan.ActionScale:
+			case api.ActionScale:
 				w.patch, _ = json.Marshal([]map[string]any{
 					{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 					{"op": "replace", "path": "/spec/replicas", "value": 0},
@@ -81,14 +81,14 @@ func compile(p *plan.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error)
 						w.selector = sel
 					}
 				}
-			case plan.ActionPatch:
+			case api.ActionPatch:
 				if w.patch, err = removalPatch(o, s); err != nil {
 					return nil, 0, err
 				}
 				if w.patch == nil {
 					continue // nothing to remove: ks-clean skips it too
 				}
-			case plan.ActionDelete:
+			case api.ActionDelete:
 			default:
 				return nil, 0, fmt.Errorf("step %s: unknown action %q", s.ID, s.Action)
 			}
@@ -110,7 +110,7 @@ func compile(p *plan.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error)
 
 // removalPatch is the JSON patch ks-clean sends for a patch step (the same
 // operations, computed from the plan-time object instead of a fresh read).
-func removalPatch(o *inventory.Object, s *plan.Step) ([]byte, error) {
+func removalPatch(o *inventory.Object, s *api.Step) ([]byte, error) {
 	rm := s.Remove
 	if rm == nil {
 		return nil, nil
@@ -200,7 +200,7 @@ func runFloor(ctx context.Context, c *kube.Clients, phases []phaseWrites, concur
 		for _, grp := range pw.groups {
 			g.Go(func() error {
 				for _, w := range grp {
-					if err := kube.Retry(func() error { return floorWrite(ctx, c, w) }); err != nil {
+					if err := kube.Retry(ctx, func() error { return floorWrite(ctx, c, w) }); err != nil {
 						return fmt.Errorf("%s %s: %w", w.step.Action, w.step.Target, err)
 					}
 				}
@@ -252,12 +252,12 @@ func waitGone(ctx context.Context, c *kube.Clients, pw phaseWrites, timeout time
 	for _, grp := range pw.groups {
 		for _, w := range grp {
 			switch w.step.Action {
-			case plan.ActionDelete:
+			case api.ActionDelete:
 				if pending[w.gvr] == nil {
 					pending[w.gvr] = map[types.UID]bool{}
 				}
 				pending[w.gvr][types.UID(w.step.Target.UID)] = true
-			case plan.ActionScale:
+			case api.ActionScale:
 				scaled = append(scaled, w)
 			}
 		}

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"context"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/test/controlplane"
+	"github.com/ks-clean/ks-clean/test/fixture"
+)
+
+// Every bad input gets a non-zero exit, a message naming the problem and the
+// way out, and changes nothing (audit log: zero persisted writes).
+func TestBadInputTable(t *testing.T) {
+	st := fixture.Start(t, "incident", controlplane.Options{Audit: true}, true)
+	other := fixture.Start(t, "clean", controlplane.Options{}, false)
+	kc := st.CP.AdminKubeconfig
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := filepath.Join(dir, "good.json")
+	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "plan", "--out", good, "--protect", "prod-ws1-1", "--protect", fixture.StandaloneNamespace); code != 0 {
+		t.Fatalf("plan: %s", errOut)
+	}
+	otherPlan := filepath.Join(dir, "other.json")
+	if _, errOut, code := runCLI(t, "--kubeconfig", other.CP.AdminKubeconfig, "plan", "--out", otherPlan); code != 0 {
+		t.Fatalf("plan of the other cluster: %s", errOut)
+	}
+	b, _ := os.ReadFile(good)
+	p, _ := api.Read(good)
+	p.CreatedAt = time.Now().Add(-72 * time.Hour)
+	p.Digest = ""
+	stale := filepath.Join(dir, "stale.json")
+	if err := api.Write(stale, p); err != nil {
+		t.Fatal(err)
+	}
+
+	kubeconfigWith := func(name string, edit func(*clientcmdapiConfig)) string {
+		cfg, err := clientcmd.LoadFromFile(kc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(cfg)
+		path := filepath.Join(dir, name)
+		if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	unreachable := kubeconfigWith("unreachable", func(c *clientcmdapiConfig) {
+		for _, cl := range c.Clusters {
+			cl.Server = "https://127.0.0.1:1"
+		}
+	})
+	badToken := kubeconfigWith("badtoken", func(c *clientcmdapiConfig) {
+		for _, u := range c.AuthInfos {
+			u.ClientCertificateData, u.ClientKeyData, u.Token = nil, nil, "not-a-valid-token"
+		}
+	})
+	// Another apply holds the cluster: a lease renewed just now by another host.
+	leaseHeld := func() { holdLease(t, st.Seeder) }
+
+	cases := []struct {
+		name  string
+		args  []string
+		setup func()
+		want  string
+	}{
+		{"empty plan", []string{"--kubeconfig", kc, "apply", write("empty.json", ""), "--confirm"}, nil, "is empty"},
+		{"truncated plan", []string{"--kubeconfig", kc, "apply", write("trunc.json", string(b[:len(b)/2])), "--confirm"}, nil, "not a ks-clean plan"},
+		{"not JSON", []string{"--kubeconfig", kc, "apply", write("text.json", "steps: all"), "--confirm"}, nil, "not a ks-clean plan"},
+		{"unknown apiVersion", []string{"--kubeconfig", kc, "apply", write("v9.json", strings.Replace(string(b), api.APIVersion, "ks-clean/v9", 1)), "--confirm"}, nil, "apiVersion"},
+		{"edited plan", []string{"--kubeconfig", kc, "apply", write("edited.json", strings.Replace(string(b), `"kubesphere-system"`, `"prod-ws1-1"`, 1)), "--confirm"}, nil, "edited after planning"},
+		{"plan for another cluster", []string{"--kubeconfig", kc, "apply", otherPlan, "--confirm"}, nil, "was made for cluster"},
+		{"stale plan", []string{"--kubeconfig", kc, "apply", stale, "--confirm"}, nil, "--allow-stale"},
+		{"unreadable plan path", []string{"--kubeconfig", kc, "apply", filepath.Join(dir, "absent.json"), "--confirm"}, nil, "absent.json"},
+		{"unwritable backup dir", []string{"--kubeconfig", kc, "apply", good, "--confirm", "--backup-dir", "/proc/nope"}, nil, "--backup-dir"},
+		{"kubeconfig missing", []string{"--kubeconfig", filepath.Join(dir, "nokc"), "scan"}, nil, "nokc"},
+		{"kubeconfig malformed", []string{"--kubeconfig", write("badkc", "{{{"), "scan"}, nil, "badkc"},
+		{"absent context", []string{"--kubeconfig", kc, "--context", "nope", "scan"}, nil, `"nope"`},
+		{"unreachable server", []string{"--kubeconfig", unreachable, "--request-timeout", "3s", "scan"}, nil, "cannot reach"},
+		{"invalid token", []string{"--kubeconfig", badToken, "scan"}, nil, "rejected the credentials"},
+		{"concurrency 0", []string{"--kubeconfig", kc, "apply", good, "--confirm", "--concurrency", "0"}, nil, "--concurrency"},
+		{"protect: no such namespace", []string{"--kubeconfig", kc, "plan", "--protect", "prod-ws1-9"}, nil, "no namespace of that name"},
+		{"protect: a namespace the plan deletes", []string{"--kubeconfig", kc, "plan", "--protect", "kubesphere-system"}, nil, "move what you need out of it first"},
+		{"lease held", []string{"--kubeconfig", kc, "apply", good, "--confirm"}, leaseHeld, "another ks-clean apply holds the cluster"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.setup != nil {
+				c.setup()
+			}
+			mark := st.CP.AuditMark()
+			_, errOut, code := runCLI(t, c.args...)
+			if code == 0 || !strings.Contains(errOut, c.want) {
+				t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, errOut, c.want)
+			}
+			if writes, _ := st.CP.PersistedWritesSince(mark, controlplane.AdminUser); len(writes) > 0 {
+				t.Fatalf("refused input wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
+			}
+		})
+	}
+}
+
+type clientcmdapiConfig = clientcmdapi.Config
+
+func holdLease(t *testing.T, s *fixture.Seeder) {
+	t.Helper()
+	holder, secs, now := "other-host/4242", int32(60), metav1.NewMicroTime(time.Now())
+	_, err := s.Kube.CoordinationV1().Leases("kube-system").Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "ks-clean"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &now},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,310 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kubeconfig"
+	"github.com/ks-clean/ks-clean/test/controlplane"
+	"github.com/ks-clean/ks-clean/test/fixture"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"ks-clean"}, args...), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestVersion(t *testing.T) {
+	out, errOut, code := runCLI(t, "version")
+	want := regexp.MustCompile(`^ks-clean dev \(unknown\) go\d+\.\d+\S*\n$`)
+	if code != 0 || !want.MatchString(out) || errOut != "" {
+		t.Errorf("version: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, _, code = runCLI(t, "version", "-o", "json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil ||
+		v["version"] != "dev" || v["commit"] != "unknown" || v["go"] != runtime.Version() {
+		t.Errorf("version -o json: exit %d, %v, %q", code, err, out)
+	}
+	if _, errOut, code := runCLI(t, "version", "-o", "yaml"); code != 2 || !strings.Contains(errOut, "use text or json") {
+		t.Errorf("version -o yaml: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestHelpTeachesTheWorkflow(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {}} {
+		out, _, code := runCLI(t, args...)
+		if code != 0 {
+			t.Errorf("%v: exit %d", args, code)
+		}
+		for _, want := range []string{"KubeFed", "without losing", "Workflow:", "ks-clean scan", "ks-clean plan", "ks-clean apply", "--kubeconfig", "--context", "--request-timeout", "--verbose", "Exit codes"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: help lacks %q", args, want)
+			}
+		}
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"help", "frobnicate"}, {"-v", "frobnicate"}} {
+		out, errOut, code := runCLI(t, args...)
+		if code != 1 || errOut != "ks-clean: unknown command \"frobnicate\": run 'ks-clean --help' for the commands\n" || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+// Flag errors exit 2 with one line that says where help is, not a page of it.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "run 'ks-clean --help'"},
+		{[]string{"scan", "--bogus"}, "run 'ks-clean scan --help'"},
+		{[]string{"--request-timeout", "soon", "version"}, "request-timeout"},
+		{[]string{"--request-timeout", "-1s", "scan"}, "use 0 (no timeout) or a positive duration"},
+		{[]string{"version", "extra"}, `takes no arguments, got "extra"`},
+		{[]string{"scan", "stray", "--context", "x"}, `takes no arguments, got "stray"`},
+	} {
+		out, errOut, code := runCLI(t, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
+
+// isolate hides the real environment: an empty HOME, no KUBECONFIG, not in a Pod.
+func isolate(t *testing.T) string {
+	t.Helper()
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	for _, v := range []string{"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"} {
+		t.Setenv(v, "") // restores the value after the test
+		os.Unsetenv(v)
+	}
+	return home
+}
+
+// probe runs the real app with one more command that only calls loadCluster.
+func probe(t *testing.T, args ...string) (*kubeconfig.Cluster, string, error) {
+	t.Helper()
+	var cl *kubeconfig.Cluster
+	var loadErr error
+	var out, errb bytes.Buffer
+	a := app(&out, &errb)
+	a.Commands = append(a.Commands, withGlobals([]*cli.Command{{
+		Name:   "probe",
+		Action: func(c *cli.Context) error { cl, loadErr = loadCluster(c); return nil },
+	}})...)
+	if err := a.Run(append([]string{"ks-clean"}, args...)); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return cl, errb.String(), loadErr
+}
+
+func TestLoadCluster(t *testing.T) {
+	home := isolate(t)
+	_, _, err := probe(t, "probe")
+	if err == nil || !strings.Contains(err.Error(), "no kubeconfig: set --kubeconfig, KUBECONFIG, or create ~/.kube/config") ||
+		!strings.Contains(err.Error(), filepath.Join(home, ".kube", "config")) {
+		t.Fatalf("no kubeconfig: %v", err)
+	}
+
+	cfg := clientcmdapi.NewConfig()
+	for _, n := range []string{"a", "b"} {
+		cfg.Clusters[n] = &clientcmdapi.Cluster{Server: "https://" + n + ":6443"}
+		cfg.AuthInfos[n] = &clientcmdapi.AuthInfo{Token: n}
+		cfg.Contexts[n] = &clientcmdapi.Context{Cluster: n, AuthInfo: n}
+	}
+	cfg.CurrentContext = "a"
+	kc := filepath.Join(home, "kc")
+	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		ctx  string
+	}{
+		{[]string{"--kubeconfig", kc, "probe"}, "a"},
+		{[]string{"--kubeconfig", kc, "--context", "b", "probe"}, "b"},
+		{[]string{"probe", "--kubeconfig", kc, "--context", "b"}, "b"},                   // after the command, as kubectl allows
+		{[]string{"--context", "a", "probe", "--kubeconfig", kc, "--context", "b"}, "b"}, // after wins
+	} {
+		cl, _, err := probe(t, tc.args...)
+		if err != nil || cl.Context != tc.ctx || cl.Server != "https://"+tc.ctx+":6443" {
+			t.Errorf("%v: %+v %v, want context %s", tc.args, cl, err, tc.ctx)
+		}
+	}
+	cl, log, err := probe(t, "--kubeconfig", kc, "--request-timeout", "5s", "probe", "-v")
+	if err != nil || cl.Config.Timeout != 5*time.Second || !strings.HasPrefix(cl.Config.UserAgent, "ks-clean/") ||
+		!strings.Contains(log, `using context "a" from `+kc) {
+		t.Errorf("timeout, user agent, -v: %+v %v %q", cl, err, log)
+	}
+	if _, _, err := probe(t, "--kubeconfig", kc, "probe", "--context", "c"); err == nil || !strings.Contains(err.Error(), "available: a, b") {
+		t.Errorf("absent context: %v", err)
+	}
+}
+
+func TestNoKubeconfig(t *testing.T) {
+	isolate(t)
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "absent"))
+	_, errOut, code := runCLI(t, "scan")
+	if code != 2 || !strings.Contains(errOut, "absent") {
+		t.Fatalf("missing kubeconfig: code %d stderr %q", code, errOut)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"scan", "-o", "yaml"},
+		{"scan", "--concurrency", "0"},
+		{"plan", "--concurrency", "1000"},
+	} {
+		_, errOut, code := runCLI(t, args...)
+		if code != 2 || errOut == "" {
+			t.Errorf("%v: code %d stderr %q, want 2 and a message", args, code, errOut)
+		}
+	}
+}
+
+// The CLI contract on real control planes: exit 3 and the JSON shape on the
+// incident, exit 0 on a clean cluster, and a plan file with mode 0600 that
+// reads back with a valid digest.
+func TestScanAndPlanContract(t *testing.T) {
+	seeded := func(name string) string {
+		cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+		s, err := fixture.NewSeeder(cp.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, _ := fixture.ScenarioByName(name)
+		if err := sc.Seed(context.Background(), s, fixture.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		return cp.AdminKubeconfig
+	}
+
+	incident := seeded("incident")
+	out, errOut, code := runCLI(t, "--kubeconfig", incident, "scan", "-o", "json")
+	if code != 3 {
+		t.Fatalf("scan of the incident: exit %d, want 3 (critical)\n%s", code, errOut)
+	}
+	var rep struct {
+		Cluster    map[string]string `json:"cluster"`
+		KubeSphere map[string]string `json:"kubesphere"`
+		Findings   []api.Finding     `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("scan -o json is not JSON: %v\n%s", err, out)
+	}
+	if rep.Cluster["uid"] == "" || rep.Cluster["server"] == "" || rep.KubeSphere["version"] != "v3.3.1" || rep.KubeSphere["role"] != "host" {
+		t.Fatalf("scan report header: %+v %+v", rep.Cluster, rep.KubeSphere)
+	}
+	alias := false
+	for _, f := range rep.Findings {
+		alias = alias || (f.ID == "kubefed-cluster-alias" && f.Severity == api.Critical && len(f.Objects) == 2)
+	}
+	if !alias {
+		t.Fatalf("no critical kubefed-cluster-alias in %s", out)
+	}
+
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	text, errOut, code := runCLI(t, "--kubeconfig", incident, "plan", "--out", planFile)
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{"kubefed-cluster-alias", "detach", "protected namespaces", "prod-ws1-1", "Plan: "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("plan text lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "\x1b[") {
+		t.Errorf("colour codes in output that is not a terminal")
+	}
+	st, err := os.Stat(planFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("plan file: %v mode %v", err, st.Mode().Perm())
+	}
+	p, err := api.Read(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Cluster.UID != rep.Cluster["uid"] {
+		t.Fatalf("plan for cluster %s, scan saw %s", p.Cluster.UID, rep.Cluster["uid"])
+	}
+
+	clean := seeded("clean")
+	out, _, code = runCLI(t, "--kubeconfig", clean, "scan")
+	if code != 0 || !strings.Contains(out, "Nothing of KubeSphere or KubeFed found") {
+		t.Fatalf("clean scan: exit %d\n%s", code, out)
+	}
+}
+
+// apply refuses without --confirm when not on a terminal, then applies with
+// it; JSON output carries the verification.
+func TestApplyCLI(t *testing.T) {
+	ctx := context.Background()
+	cp, s := incidentCluster(t)
+	kc := cp.AdminKubeconfig
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "plan", "--out", planFile); code != 0 {
+		t.Fatalf("plan: %d %s", code, errOut)
+	}
+	_, errOut, code := runCLI(t, "--kubeconfig", kc, "apply", planFile)
+	if code != 2 || !strings.Contains(errOut, "--confirm") {
+		t.Fatalf("apply without --confirm off a terminal: exit %d %q", code, errOut)
+	}
+	if missing, _ := s.Missing(ctx, s.Seeded.Footprint); len(missing) > 0 {
+		t.Fatalf("refused apply changed the cluster: %v", missing)
+	}
+	_, errOut, code = runCLI(t, "--kubeconfig", kc, "apply", "--confirm")
+	if code != 2 || !strings.Contains(errOut, "plan file") {
+		t.Fatalf("apply without a plan: exit %d %q", code, errOut)
+	}
+	out, errOut, code := runCLI(t, "--kubeconfig", kc, "apply", planFile, "--confirm", "-o", "json", "--finalizer-timeout", "20s")
+	if code != 0 {
+		t.Fatalf("apply --confirm: exit %d\n%s\n%s", code, errOut, out)
+	}
+	var res struct {
+		Failed       int
+		BackupDir    string
+		Verification struct{ OK bool }
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.Verification.OK || res.Failed != 0 {
+		t.Fatalf("apply -o json: %v %+v\n%s", err, res, out)
+	}
+	if st, err := os.Stat(res.BackupDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("backup dir %s: %v", res.BackupDir, err)
+	}
+	if missing, _ := s.Missing(ctx, s.Seeded.Protected); len(missing) > 0 {
+		t.Fatalf("user objects lost: %v", missing)
+	}
+	for _, v := range s.Seeded.SecretValues {
+		if strings.Contains(out+errOut, v) {
+			t.Fatalf("output shows a Secret's value")
+		}
+	}
+}
+
+// incidentCluster seeds the incident, then starts the garbage collector.
+func incidentCluster(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder) {
+	t.Helper()
+	st := fixture.Start(t, "incident", controlplane.Options{}, true)
+	return st.CP, st.Seeder
+}

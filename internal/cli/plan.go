@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+)
+
+func planCommand() *cli.Command {
+	o := &scanOptions{}
+	var out string
+	var protect cli.StringSlice
+	return &cli.Command{
+		Name:  "plan",
+		Usage: "write the ordered teardown plan (read-only)",
+		Description: `Scans, then orders every KubeSphere/KubeFed object into a teardown:
+preflight, quiesce, disarm, detach, kubefed, kubesphere, helm, namespaces,
+crds, rbac, verify. Users' namespaces and every object tied to the footprint
+are protected: they are detached, never deleted. The plan is checked against
+its safety rules before it is written.
+
+--out FILE saves it (mode 0600) for review and for 'ks-clean apply'.
+
+Multi-cluster: --context HOST --member-context M1 --member-context M2 makes one
+plan in stages, each a whole plan for one cluster whose steps name it:
+  1. unjoin (on the host): stop the host's controllers, delete the members'
+     Cluster and KubeFedCluster records and their token Secrets;
+  2. each member's teardown (its join ServiceAccount and RBAC included);
+  3. the host's teardown.
+A member registered in another host is refused (exit 2).`,
+		Flags: append(o.flags(),
+			&cli.StringFlag{Name: "out", Destination: &out, Usage: "save the plan to this file (JSON, mode 0600)"},
+			&cli.StringSliceFlag{Name: "protect", Destination: &protect, Usage: "namespace that must survive (repeatable): refuse to plan if it does not exist or the plan would delete it"},
+			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.keepLabels, Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			rep, err := o.run(c)
+			if err != nil {
+				return err
+			}
+			p, err := plan.Build(rep, plan.Options{Protect: protect.Value()})
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				if err := api.Write(out, p); err != nil {
+					return err
+				}
+				defer fmt.Fprintf(c.App.ErrWriter, "plan saved to %s (%s)\n", out, p.Digest)
+			}
+			if o.output == "json" {
+				return writeJSON(c.App.Writer, p)
+			}
+			style(c).Plan(c.App.Writer, p, holdsOf(rep))
+			return nil
+		},
+	}
+}
+
+// holdsOf says, for each context and namespace, what the namespace holds.
+func holdsOf(rep *scan.Report) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, res := range rep.Clusters {
+		holds := map[string]string{}
+		for ns, t := range res.Footprint.Inv.Holds() {
+			holds[ns] = t.String()
+		}
+		out[res.Cluster.Context] = holds
+	}
+	return out
+}

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ks-clean/ks-clean/internal/render"
+	"github.com/ks-clean/ks-clean/reinstall"
+	"github.com/ks-clean/ks-clean/scan"
+)
+
+func reinstallCommand() *cli.Command {
+	o := reinstall.DefaultOptions()
+	var output string
+	var confirmed bool
+	var values, set, members cli.StringSlice
+	return &cli.Command{
+		Name:  "reinstall",
+		Usage: "uninstall safely, prove the cluster clean, install KubeSphere with Helm, prove it healthy",
+		Description: `1. plans and applies the uninstall with every safety of 'apply' (one confirmation
+   for the whole; the plan and backup are kept under --work-dir, by default a
+   private directory of this user: $XDG_STATE_HOME/ks-clean, else
+   ~/.local/state/ks-clean, mode 0700);
+2. rescans: any KubeSphere/KubeFed object left, or any critical finding, stops
+   here, before anything is installed;
+3. installs (or upgrades) --release in --namespace from --chart with the Helm
+   SDK: a chart directory, a .tgz, a URL to one, or oci://REGISTRY/REPO;
+4. proves the new install healthy: release deployed, no critical finding, one
+   cluster record per cluster.
+
+With --member-context (once per member), the members are torn down with the
+host in one multi-cluster plan (unjoined on the host first, see 'ks-clean plan
+--help') and each is proven clean; the install is on the host only: join the
+members again from the new KubeSphere.
+
+--dry-run stops after planning the uninstall and rendering the install.
+--keep-workspace-labels keeps kubesphere.io/workspace on namespaces so the new
+install re-binds them to their workspaces (on 3.x that re-creates the
+ownerReference from each namespace to its Workspace: the hazard this tool
+removes).`,
+		Flags: []cli.Flag{
+			outputFlag(&output),
+			&cli.StringFlag{Name: "chart", Required: true, Destination: &o.Chart, Usage: "chart directory, .tgz, URL, or oci:// reference"},
+			&cli.StringFlag{Name: "version", Destination: &o.Version, Usage: "chart version (repository and oci charts)"},
+			&cli.StringFlag{Name: "namespace", Value: o.Namespace, Destination: &o.Namespace, Usage: "release namespace"},
+			&cli.StringFlag{Name: "release", Value: o.Release, Destination: &o.Release, Usage: "release name"},
+			&cli.StringSliceFlag{Name: "values", Aliases: []string{"f"}, Destination: &values, Usage: "values file (repeatable)"},
+			&cli.StringSliceFlag{Name: "set", Destination: &set, Usage: "value key=v (repeatable)"},
+			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.KeepWorkspaceLabels, Usage: "keep kubesphere.io/workspace on namespaces (see above)"},
+			&cli.BoolFlag{Name: "wait", Destination: &o.Wait, Usage: "wait for the release's resources to be ready"},
+			&cli.DurationFlag{Name: "timeout", Value: o.Timeout, Destination: &o.Timeout, Usage: "Helm install timeout"},
+			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "plan the uninstall and render the install; change nothing"},
+			&cli.BoolFlag{Name: "confirm", Destination: &confirmed, Usage: "do not ask"},
+			&cli.StringFlag{Name: "work-dir", Destination: &o.WorkDir, Usage: "where the uninstall plan and its backup are written (default: a private directory of this user, see above)"},
+			&cli.DurationFlag{Name: "finalizer-timeout", Value: o.Apply.FinalizerTimeout, Destination: &o.Apply.FinalizerTimeout, Usage: "see apply"},
+			&cli.BoolFlag{Name: "helm-hooks", Destination: &o.Apply.HelmHooks, Usage: "run Helm hooks when uninstalling old releases"},
+			&cli.StringSliceFlag{Name: "member-context", Destination: &members, Usage: "kubeconfig context of a member cluster to tear down with the host (repeatable)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			o.ValueFiles, o.Set = values.Value(), set.Value()
+			host, err := connect(c, readGlobals(c).context, "--context", nil)
+			if err != nil {
+				return err
+			}
+			o.Context = host.Context
+			for _, name := range members.Value() {
+				m, err := connect(c, name, "--member-context", nil)
+				if err != nil {
+					return err
+				}
+				o.Members = append(o.Members, scan.Target{Context: name, Clients: m.Clients})
+			}
+			r := &reinstall.Reinstall{Clients: host.Clients, Options: o}
+			if !r.DryRun && !confirmed {
+				summary := fmt.Sprintf("Reinstall: uninstall everything of KubeSphere/KubeFed (users' namespaces are kept), then install %s as %s/%s.", r.Chart, r.Namespace, r.Release)
+				if len(o.Members) > 0 {
+					summary += fmt.Sprintf(" Members %v are torn down too (not reinstalled).", members.Value())
+				}
+				if err := confirm(c, summary, host.Context, host.Server); err != nil {
+					return err
+				}
+			}
+			prog := render.NewProgress(c.App.ErrWriter)
+			r.Apply.Progress = prog.Event
+			res, runErr := r.Run(c.Context)
+			prog.Stop()
+			if output == "json" {
+				if err := writeJSON(c.App.Writer, res); err != nil {
+					return err
+				}
+			} else {
+				render.Reinstall(c.App.Writer, res, r.DryRun)
+			}
+			return explain(runErr, host.Server)
+		},
+	}
+}

@@ -1,0 +1,153 @@
+// Package kube builds the clients ks-clean talks to a cluster with, and
+// counts the requests they make (benchmarks report them by verb).
+package kube
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+)
+
+// The client-side rate limit when the caller sets none.
+const (
+	DefaultQPS   = 50
+	DefaultBurst = 100
+)
+
+// Clients for one cluster.
+type Clients struct {
+	Config   *rest.Config
+	Kube     kubernetes.Interface
+	Dynamic  dynamic.Interface
+	Metadata metadata.Interface
+	// Discovery is uncached: each scan must see the cluster as it is now.
+	Discovery discovery.DiscoveryInterface
+	Requests  *RequestCounter
+}
+
+// New builds the clients; every request they make is counted.
+func New(cfg *rest.Config) (*Clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	counter := &RequestCounter{}
+	cfg.Wrap(counter.wrap)
+	// Listing every type by discovery touches deprecated ones (v1
+	// Endpoints); their warnings say nothing to a ks-clean user.
+	cfg.WarningHandler = rest.NoWarnings{}
+	if cfg.QPS == 0 {
+		// client-go's default of 5 QPS makes a scan of a large cluster take
+		// minutes; lists are paginated and concurrency is bounded instead.
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Discovery: disc, Requests: counter}, nil
+}
+
+// RequestCounter counts API requests by verb: get, list, watch, create,
+// update, patch, delete.
+type RequestCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *RequestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		c.add(verb(req))
+		return rt.RoundTrip(req)
+	})
+}
+
+func (c *RequestCounter) add(v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
+	c.counts[v]++
+}
+
+// Counts returns a copy of the counts.
+func (c *RequestCounter) Counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.counts))
+	for k, v := range c.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Total is the number of requests made.
+func (c *RequestCounter) Total() int {
+	n := 0
+	for _, v := range c.Counts() {
+		n += v
+	}
+	return n
+}
+
+// String is e.g. "get=3 list=40".
+func (c *RequestCounter) String() string {
+	counts := c.Counts()
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, counts[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func verb(req *http.Request) string {
+	q := req.URL.Query()
+	switch req.Method {
+	case http.MethodGet:
+		if q.Get("watch") == "true" || q.Get("watch") == "1" {
+			return "watch"
+		}
+		// ks-clean paginates every list, so a limit marks a list; discovery
+		// documents are counted as get.
+		if q.Has("limit") {
+			return "list"
+		}
+		return "get"
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(req.Method)
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

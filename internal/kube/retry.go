@@ -1,0 +1,49 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Backoff for transient API failures: about 10 s in all.
+var Backoff = wait.Backoff{Steps: 6, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 5 * time.Second}
+
+// Retriable: throttling, server trouble, timeouts, dropped connections.
+// Refusals by a webhook without a backend are not: they will not pass by
+// themselves. Neither is the end of the caller's context.
+func Retriable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "failed calling webhook") {
+		return false
+	}
+	var ne net.Error
+	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
+		errors.As(err, &ne) || utilnet.IsConnectionReset(err) || utilnet.IsConnectionRefused(err) || utilnet.IsProbableEOF(err)
+}
+
+// Retry runs fn until it succeeds, fails for good, Backoff runs out or ctx
+// ends (then ctx's error is returned: a Ctrl-C is not waited out).
+func Retry(ctx context.Context, fn func() error) error {
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, Backoff, func(context.Context) (bool, error) {
+		last = fn()
+		switch {
+		case last == nil:
+			return true, nil
+		case Retriable(last):
+			return false, nil
+		}
+		return false, last
+	})
+	if wait.Interrupted(err) && last != nil && ctx.Err() == nil {
+		return last // Backoff ran out: the last failure says why
+	}
+	return err
+}

@@ -1,0 +1,100 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/briandowns/spinner"
+	"golang.org/x/term"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+func isTerminal(w io.Writer) (*os.File, bool) {
+	f, ok := w.(*os.File)
+	return f, ok && term.IsTerminal(int(f.Fd()))
+}
+
+// Spin shows a spinner on a terminal; elsewhere it prints nothing, so logs
+// and pipes stay clean. It returns what stops it.
+func Spin(w io.Writer, msg string) func() {
+	f, tty := isTerminal(w)
+	if !tty {
+		return func() {}
+	}
+	s := spinner.New(spinner.CharSets[14], 100*time.Millisecond, spinner.WithWriter(f))
+	s.Suffix = " " + msg
+	s.Start()
+	return s.Stop
+}
+
+// Progress shows an apply's progress: a spinner per phase with done/total on
+// a terminal, plain lines otherwise (one per phase and one per failed step).
+type Progress struct {
+	w     io.Writer
+	tty   bool
+	mu    sync.Mutex
+	stage string
+	phase api.Phase
+	sp    *spinner.Spinner
+	start time.Time
+}
+
+// NewProgress writes progress to w.
+func NewProgress(w io.Writer) *Progress {
+	_, tty := isTerminal(w)
+	return &Progress{w: w, tty: tty}
+}
+
+// Event takes one progress event (uninstall.Options.Progress).
+func (p *Progress) Event(e uninstall.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e.Stage != p.stage {
+		p.finishPhase()
+		p.stage, p.phase = e.Stage, ""
+		fmt.Fprintf(p.w, "stage %s\n", e.Stage)
+	}
+	if e.Phase != p.phase {
+		p.finishPhase()
+		p.phase, p.start = e.Phase, time.Now()
+		if p.tty {
+			p.sp = spinner.New(spinner.CharSets[14], 100*time.Millisecond, spinner.WithWriter(p.w))
+			p.sp.Start()
+		}
+	}
+	if p.sp != nil {
+		p.sp.Suffix = fmt.Sprintf(" %s %d/%d", e.Phase, e.Done, e.Total)
+	}
+	if e.Status == uninstall.StatusFailed {
+		if p.sp != nil {
+			p.sp.Stop()
+		}
+		fmt.Fprintf(p.w, "  failed: %s\n", e.Detail)
+		if p.sp != nil {
+			p.sp.Start()
+		}
+	}
+	if e.Done == e.Total && !p.tty {
+		fmt.Fprintf(p.w, "%-11s %d/%d steps in %s\n", e.Phase, e.Done, e.Total, time.Since(p.start).Round(time.Millisecond))
+	}
+}
+
+func (p *Progress) finishPhase() {
+	if p.sp != nil {
+		p.sp.Stop()
+		fmt.Fprintf(p.w, "%-11s done in %s\n", p.phase, time.Since(p.start).Round(time.Millisecond))
+		p.sp = nil
+	}
+}
+
+// Stop ends the last phase's spinner.
+func (p *Progress) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.finishPhase()
+}

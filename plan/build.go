@@ -1,0 +1,238 @@
+// Package plan is the planner behind `ks-clean plan`: it turns a scan of one
+// cluster, or of a host and its members, into an ordered teardown (an
+// api.Plan of stages) following the phase table, and checks every plan
+// against the rules that keep users' data alive (Validate).
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/footprint"
+	"github.com/ks-clean/ks-clean/scan/inventory"
+)
+
+// Options of a plan.
+type Options struct {
+	// Now stamps the plan (default: the current time).
+	Now time.Time
+	// Protect names namespaces that must survive: the plan is refused if
+	// one does not exist or would be deleted.
+	Protect []string
+}
+
+// Build plans the teardown of a scan: one stage for a single cluster; for a
+// host with members, an unjoin stage on the host, then each member, then
+// the host. Every stage is checked against the ordering rules. A member no
+// record on the host reaches is refused: its real host would fight the
+// teardown.
+func Build(r *scan.Report, o Options) (*api.Plan, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if err := RequireKept(r.Clusters, o.Protect); err != nil {
+		return nil, err
+	}
+	for _, f := range r.Findings {
+		if f.ID == scan.MemberElsewhere {
+			return nil, api.Refuse(api.FixMembers, "refusing to plan: %s", f.Message)
+		}
+	}
+	p := &api.Plan{APIVersion: api.APIVersion, Kind: api.KindPlan, CreatedAt: o.Now.UTC().Truncate(time.Second), Findings: r.Findings}
+	host := r.Host()
+	if len(r.Clusters) == 1 {
+		p.Stages = []api.Stage{teardown(host, api.StageCluster, "cluster")}
+	} else {
+		var records []*footprint.Member
+		for _, m := range r.Members() {
+			for _, rec := range m.HostRecords {
+				records = append(records, &footprint.Member{Obj: rec.Obj, Category: footprint.CatKubeFed,
+					Reason: fmt.Sprintf("record of member cluster %s (context %q, kube-system %s): unjoined before the member is torn down", m.Cluster.Server, m.Cluster.Context, m.Cluster.UID)})
+			}
+		}
+		p.Stages = append(p.Stages, unjoin(host, records, r.Findings))
+		for _, m := range r.Members() {
+			p.Stages = append(p.Stages, teardown(m, api.StageMember, "member-"+m.Cluster.Context))
+		}
+		p.Stages = append(p.Stages, teardown(host, api.StageHost, "host-"+host.Cluster.Context))
+	}
+	for i := range p.Stages {
+		st := &p.Stages[i]
+		for j := range st.Steps {
+			st.Steps[j].Cluster = st.Cluster.Context
+		}
+	}
+	if err := Validate(p); err != nil {
+		return nil, fmt.Errorf("internal error, refusing to write an unsafe plan: %w", err)
+	}
+	if err := p.Seal(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// teardown is the whole teardown of one cluster, phase by phase as the
+// table orders them: quiesce, disarm, detach what users keep, then remove
+// KubeFed, KubeSphere, Helm releases, system namespaces, CRDs and cluster
+// RBAC, and verify.
+func teardown(r *scan.Result, kind api.StageKind, name string) api.Stage {
+	fp := r.Footprint
+	b := start(r)
+	protected := map[string]api.ObjectRef{}
+	for _, ns := range fp.UserNamespaces {
+		protected[string(ns.GetUID())] = idRef(ns)
+	}
+	for _, d := range fp.Detach {
+		protected[string(d.Obj.GetUID())] = idRef(d.Obj)
+		b.add(api.PhaseDetach, api.ActionPatch, d.Obj.Ref(), "keep, detached: "+d.Reason, func(s *api.Step) { rm := d.Remove; s.Remove = &rm })
+	}
+	for _, ph := range []api.Phase{api.PhaseKubeFed, api.PhaseKubeSphere} {
+		b.removeAll(ph, b.members[ph])
+		b.wait(ph)
+	}
+	for _, rel := range fp.Releases {
+		t := api.ObjectRef{APIVersion: "helm.sh/v3", Kind: "Release", Namespace: rel.Namespace, Name: rel.Name, ResourceVersion: strconv.Itoa(rel.Version)}
+		chart := ""
+		if rel.Chart != nil && rel.Chart.Metadata != nil {
+			chart = fmt.Sprintf(" (chart %s %s)", rel.Chart.Metadata.Name, rel.Chart.Metadata.Version)
+		}
+		b.add(api.PhaseHelm, api.ActionHelmUninstall, t, fmt.Sprintf("Helm release of KubeSphere/KubeFed%s, status %s", chart, rel.Info.Status), nil)
+	}
+	for _, m := range b.members[api.PhaseNamespaces] {
+		// KubeSphere's namespace finalizer outlives its controller: a
+		// system namespace carrying it would stay Terminating for ever.
+		var fins []string
+		for _, f := range m.Obj.GetFinalizers() {
+			if footprint.IsFootprintFinalizer(f) {
+				fins = append(fins, f)
+			}
+		}
+		if len(fins) > 0 {
+			b.add(api.PhaseNamespaces, api.ActionPatch, m.Obj.Ref(), "remove finalizers no running controller will remove", func(s *api.Step) {
+				s.Remove = &api.Removal{Finalizers: fins}
+			})
+		}
+		b.add(api.PhaseNamespaces, api.ActionDelete, m.Obj.Ref(), m.Reason+", with everything in it", nil)
+	}
+	b.wait(api.PhaseNamespaces)
+	for _, m := range b.members[api.PhaseCRDs] {
+		b.add(api.PhaseCRDs, api.ActionDelete, m.Obj.Ref(), m.Reason+"; its instances are gone", nil)
+	}
+	b.wait(api.PhaseCRDs)
+	b.removeAll(api.PhaseRBAC, b.members[api.PhaseRBAC])
+	b.add(api.PhaseVerify, api.ActionVerify, b.kubeSystem, "nothing of KubeSphere/KubeFed remains and every protected object is present with its UID", nil)
+	return b.stage(r, kind, name, r.Findings, sortedRefs(protected))
+}
+
+// builder collects one stage's steps.
+type builder struct {
+	steps      []api.Step
+	kubeSystem api.ObjectRef
+	// members are the footprint members by the phase that removes them,
+	// each phase's in the table's order.
+	members map[api.Phase][]*footprint.Member
+}
+
+// start opens a stage with what every teardown of a cluster begins with:
+// the preflight check, the quiesce and the disarm.
+func start(r *scan.Result) *builder {
+	b := &builder{kubeSystem: api.ObjectRef{APIVersion: "v1", Kind: "Namespace", Name: "kube-system", UID: r.Cluster.UID}, members: map[api.Phase][]*footprint.Member{}}
+	for _, m := range r.Footprint.Members {
+		if ph, ok := phaseOf(m); ok {
+			b.members[ph] = append(b.members[ph], m)
+		}
+	}
+	for ph, ms := range b.members {
+		order := rule(ph).Order
+		sort.SliceStable(ms, func(i, j int) bool { return order.of(ms[i].Obj) < order.of(ms[j].Obj) })
+	}
+	b.add(api.PhasePreflight, api.ActionVerify, b.kubeSystem, "the cluster is the one planned (kube-system UID), and the plan is current", nil)
+
+	for _, m := range b.members[api.PhaseQuiesce] {
+		replicas, found, _ := unstructured.NestedInt64(m.Obj.Content.Object, "spec", "replicas")
+		if !found {
+			replicas = 1
+		}
+		if replicas == 0 {
+			continue
+		}
+		reason := "stop the controller so it cannot undo the teardown"
+		if order := rule(api.PhaseQuiesce).Order; order.of(m.Obj) == 0 {
+			reason = "stop KubeFed syncing first: with aliased cluster records it deletes and re-creates what it propagates"
+		}
+		b.add(api.PhaseQuiesce, api.ActionScale, m.Obj.Ref(), fmt.Sprintf("%s (replicas %d -> 0)", reason, replicas), func(s *api.Step) { s.Replicas = &replicas })
+	}
+	b.wait(api.PhaseQuiesce)
+
+	for _, m := range b.members[api.PhaseDisarm] {
+		b.add(api.PhaseDisarm, api.ActionDelete, m.Obj.Ref(), m.Reason+": its backend is removed, so it would refuse the writes it matches", nil)
+	}
+	return b
+}
+
+// stage closes the builder into a stage.
+func (b *builder) stage(r *scan.Result, kind api.StageKind, name string, findings []api.Finding, protected []api.ObjectRef) api.Stage {
+	return api.Stage{Name: name, Kind: kind, Cluster: r.Cluster, KubeSphere: r.KubeSphere, Findings: findings, Protected: protected, Steps: b.steps}
+}
+
+func (b *builder) add(ph api.Phase, a api.Action, t api.ObjectRef, reason string, f func(*api.Step)) {
+	s := api.Step{ID: fmt.Sprintf("%04d-%s-%s", len(b.steps)+1, ph, a), Phase: ph, Action: a, Target: t, Reason: reason}
+	if f != nil {
+		f(&s)
+	}
+	b.steps = append(b.steps, s)
+}
+
+// removeAll strips the finalizers of each object (their controllers are
+// stopped or gone) and deletes it.
+func (b *builder) removeAll(ph api.Phase, ms []*footprint.Member) {
+	for _, m := range ms {
+		if fins := m.Obj.GetFinalizers(); len(fins) > 0 {
+			b.add(ph, api.ActionPatch, m.Obj.Ref(), "remove finalizers no running controller will remove", func(s *api.Step) {
+				s.Remove = &api.Removal{Finalizers: append([]string(nil), fins...)}
+			})
+		}
+		b.add(ph, api.ActionDelete, m.Obj.Ref(), m.Reason, nil)
+	}
+}
+
+// wait ends a phase that acted as its table row says.
+func (b *builder) wait(ph api.Phase) {
+	want := rule(ph).Wait
+	for _, s := range b.steps {
+		switch {
+		case want == WaitDeleted && s.Phase == ph && s.Action == api.ActionDelete:
+			b.add(ph, api.ActionWait, api.ObjectRef{}, "wait until this phase's deletions are finished", nil)
+			return
+		case want == WaitNoPods && s.Phase == ph && s.Action == api.ActionScale:
+			b.add(ph, api.ActionWait, api.ObjectRef{}, "wait until the scaled workloads have no pods left", nil)
+			return
+		}
+	}
+}
+
+func idRef(o *inventory.Object) api.ObjectRef {
+	r := o.Ref()
+	r.ResourceVersion = ""
+	return r
+}
+
+func sortedRefs(m map[string]api.ObjectRef) []api.ObjectRef {
+	out := make([]api.ObjectRef, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind > out[j].Kind // Namespaces first
+		}
+		return out[i].String() < out[j].String()
+	})
+	return out
+}

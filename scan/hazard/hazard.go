@@ -1,0 +1,429 @@
+// Package hazard finds what makes a KubeSphere/KubeFed footprint dangerous:
+// cluster records that alias one cluster, user namespaces a KubeSphere object
+// owns, fail-closed webhooks without a backend, stuck namespaces. Finding IDs
+// are stable: runbooks match on them.
+package hazard
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/scan/footprint"
+	"github.com/ks-clean/ks-clean/scan/inventory"
+)
+
+// Finding IDs.
+const (
+	ClusterAlias         = "kubefed-cluster-alias"
+	ClusterStale         = "kubefed-cluster-stale"
+	NamespaceOwned       = "namespace-owned-by-kubesphere"
+	WebhookBackend       = "webhook-backend-missing"
+	APIServiceDown       = "apiservice-unavailable"
+	NamespaceStuck       = "namespace-stuck-terminating"
+	KubeFedWithoutKS     = "kubefed-without-kubesphere"
+	KubeFedManagedOrphan = "kubefed-managed-orphan"
+)
+
+// Options tune the checks that connect to other clusters.
+type Options struct {
+	// Timeout for each connection to a cluster record's endpoint.
+	Timeout time.Duration
+	// Concurrency of those connections.
+	Concurrency int
+}
+
+// DefaultOptions are the defaults of Options (the CLI's flags start from
+// them).
+func DefaultOptions() Options { return Options{Timeout: 5 * time.Second, Concurrency: 8} }
+
+// Find runs every check. It reads only: the one network activity beyond the
+// inventory is a GET of kube-system through each cluster record. It returns
+// the multi-cluster records it resolved too, for cross-cluster checks.
+func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]api.Finding, []*Record) {
+	d := DefaultOptions()
+	if o.Timeout <= 0 {
+		o.Timeout = d.Timeout
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = d.Concurrency
+	}
+	records, out := clusterRecordFindings(ctx, f, o)
+	out = append(out, ownedNamespaces(f, hasCritical(out, ClusterAlias))...)
+	out = append(out, webhookBackends(f)...)
+	out = append(out, apiServices(f)...)
+	out = append(out, stuckNamespaces(f)...)
+	out = append(out, kubeFedLeftovers(f)...)
+	SortFindings(out)
+	return out, records
+}
+
+// SortFindings puts critical findings first, keeping the order otherwise.
+func SortFindings(fs []api.Finding) {
+	sort.SliceStable(fs, func(i, j int) bool { return sevRank(fs[i].Severity) < sevRank(fs[j].Severity) })
+}
+
+// HasCritical reports whether any finding is critical.
+func HasCritical(fs []api.Finding) bool {
+	for _, f := range fs {
+		if f.Severity == api.Critical {
+			return true
+		}
+	}
+	return false
+}
+
+func hasCritical(fs []api.Finding, id string) bool {
+	for _, f := range fs {
+		if f.ID == id && f.Severity == api.Critical {
+			return true
+		}
+	}
+	return false
+}
+
+func sevRank(s api.Severity) int {
+	switch s {
+	case api.Critical:
+		return 0
+	case api.Warning:
+		return 1
+	}
+	return 2
+}
+
+func refs(objs ...*inventory.Object) []api.ObjectRef {
+	out := make([]api.ObjectRef, 0, len(objs))
+	for _, o := range objs {
+		r := o.Ref()
+		r.ResourceVersion = ""
+		out = append(out, r)
+	}
+	return out
+}
+
+// clusterRecordFindings: two records of one kind that resolve to one
+// cluster, and records that point at this cluster under another name.
+func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Options) ([]*Record, []api.Finding) {
+	kfc := kubeFedRecords(f.Inv)
+	kcl := clusterRecords(f.Inv, f.HostName)
+	all := append(append([]*Record{}, kfc...), kcl...)
+	resolve(ctx, all, o.Timeout, o.Concurrency)
+	local := NormalizeEndpoint(ctx, f.Inv.Server)
+	var out []api.Finding
+	for _, set := range [][]*Record{kfc, kcl} {
+		out = append(out, aliases(ctx, set)...)
+	}
+	for _, r := range kfc {
+		here := r.UID == f.Inv.KubeSystemUID || (r.UID == "" && NormalizeEndpoint(ctx, r.Endpoint).Same(local))
+		if here && r.Obj.GetName() != f.HostName {
+			how := "its credentials reach this cluster's kube-system"
+			if r.UID == "" {
+				how = "its endpoint is this cluster's API server (identity not verified: " + r.Err + ")"
+			}
+			out = append(out, api.Finding{
+				ID: ClusterStale, Severity: api.Warning,
+				Message: fmt.Sprintf("KubeFedCluster %s points at this cluster (%s), whose name here is %q: a record left from an earlier install",
+					r.Obj.GetName(), how, f.HostName),
+				Objects: refs(r.Obj),
+			})
+		}
+	}
+	return all, out
+}
+
+// aliases groups records by identity: kube-system UID when verified, else
+// the normalized endpoint.
+func aliases(ctx context.Context, records []*Record) []api.Finding {
+	type group struct {
+		key      string
+		verified bool
+		members  []*Record
+	}
+	var groups []*group
+	for _, r := range records {
+		var g *group
+		for _, cand := range groups {
+			m := cand.members[0]
+			if (r.UID != "" && m.UID != "" && r.UID == m.UID) ||
+				((r.UID == "" || m.UID == "") && NormalizeEndpoint(ctx, r.Endpoint).Same(NormalizeEndpoint(ctx, m.Endpoint))) {
+				g = cand
+				break
+			}
+		}
+		if g == nil {
+			g = &group{key: r.UID, verified: r.UID != ""}
+			groups = append(groups, g)
+		}
+		if r.UID == "" {
+			g.verified = false
+		}
+		g.members = append(g.members, r)
+	}
+	var out []api.Finding
+	for _, g := range groups {
+		if len(g.members) < 2 {
+			continue
+		}
+		var names, eps []string
+		var objs []*inventory.Object
+		for _, m := range g.members {
+			names = append(names, m.Obj.GetName())
+			eps = append(eps, m.Endpoint)
+			objs = append(objs, m.Obj)
+		}
+		how := "all reach kube-system UID " + g.key
+		if !g.verified {
+			how = "their endpoints name the same API server (identity not verified with their credentials)"
+		}
+		kind := g.members[0].Obj.Resource.Kind
+		out = append(out, api.Finding{
+			ID: ClusterAlias, Severity: api.Critical,
+			Message: fmt.Sprintf("%s records %s are one cluster (%s; endpoints %s): KubeFed sees it twice and can delete and re-create what it propagates, and with it the namespaces workspaces own",
+				kind, strings.Join(names, ", "), how, strings.Join(eps, ", ")),
+			Objects: refs(objs...),
+		})
+	}
+	return out
+}
+
+// ownedNamespaces: user namespaces whose owner references point into the
+// footprint die with their owner. One finding per owner, naming what each
+// namespace holds.
+func ownedNamespaces(f *footprint.Footprint, flapping bool) []api.Finding {
+	holds := f.Inv.Holds()
+	type owned struct {
+		owner string
+		nss   []*inventory.Object
+	}
+	var order []string
+	byOwner := map[string]*owned{}
+	for _, ns := range f.UserNamespaces {
+		for _, ref := range ns.GetOwnerReferences() {
+			if o := f.Inv.ByUID(ref.UID); !((o != nil && f.Goes(o)) || footprint.FullGroup(groupOf(ref.APIVersion))) {
+				continue
+			}
+			key := ref.Kind + " " + ref.Name
+			if byOwner[key] == nil {
+				byOwner[key] = &owned{owner: key}
+				order = append(order, key)
+			}
+			byOwner[key].nss = append(byOwner[key].nss, ns)
+		}
+	}
+	sev := api.Warning
+	if flapping {
+		sev = api.Critical // the owner is being deleted and re-created
+	}
+	var out []api.Finding
+	for _, key := range order {
+		o := byOwner[key]
+		var parts []string
+		for i, ns := range o.nss {
+			if i == 10 {
+				parts = append(parts, fmt.Sprintf("and %d more", len(o.nss)-10))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s (%s)", ns.GetName(), holds[ns.GetName()]))
+		}
+		out = append(out, api.Finding{
+			ID: NamespaceOwned, Severity: sev,
+			Message: fmt.Sprintf("%d namespaces are owned by %s and are deleted by the garbage collector with it: %s",
+				len(o.nss), o.owner, strings.Join(parts, "; ")),
+			Objects: refs(o.nss...),
+		})
+	}
+	return out
+}
+
+func groupOf(apiVersion string) string {
+	if g, _, ok := strings.Cut(apiVersion, "/"); ok {
+		return g
+	}
+	return ""
+}
+
+// webhookBackends: a webhook whose Service is absent or has no ready
+// endpoint refuses (Fail) or skips (Ignore) every call.
+func webhookBackends(f *footprint.Footprint) []api.Finding {
+	services := map[string]bool{}
+	for _, s := range f.Inv.OfKind("", "Service") {
+		services[s.GetNamespace()+"/"+s.GetName()] = true
+	}
+	ready := readyServices(f.Inv)
+	var out []api.Finding
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		for _, wc := range f.Inv.OfKind("admissionregistration.k8s.io", kind) {
+			hooks, _, _ := unstructured.NestedSlice(wc.Content.Object, "webhooks")
+			var broken []string
+			failClosed := false
+			for _, h := range hooks {
+				hm, _ := h.(map[string]any)
+				ns, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "namespace")
+				name, _, _ := unstructured.NestedString(hm, "clientConfig", "service", "name")
+				if name == "" {
+					continue // URL webhooks: nothing to check from here
+				}
+				key := ns + "/" + name
+				var why string
+				switch {
+				case !services[key]:
+					why = "Service " + key + " does not exist"
+				case !ready[key]:
+					why = "Service " + key + " has no ready endpoints"
+				default:
+					continue
+				}
+				policy, _, _ := unstructured.NestedString(hm, "failurePolicy")
+				if policy == "" || policy == "Fail" {
+					failClosed = true
+				}
+				hookName, _ := hm["name"].(string)
+				broken = append(broken, fmt.Sprintf("%s (%s, failurePolicy %s)", hookName, why, orDefault(policy, "Fail")))
+			}
+			if len(broken) == 0 {
+				continue
+			}
+			sev, effect := api.Warning, "calls are skipped"
+			if failClosed {
+				sev, effect = api.Critical, "every write it matches is refused"
+			}
+			out = append(out, api.Finding{
+				ID: WebhookBackend, Severity: sev,
+				Message: fmt.Sprintf("%s %s has no backend: %s; %s", kind, wc.GetName(), strings.Join(broken, "; "), effect),
+				Objects: refs(wc),
+			})
+		}
+	}
+	return out
+}
+
+// readyServices lists services with at least one ready endpoint, from
+// EndpointSlices.
+func readyServices(inv *inventory.Inventory) map[string]bool {
+	out := map[string]bool{}
+	for _, es := range inv.OfKind("discovery.k8s.io", "EndpointSlice") {
+		svc := es.GetLabels()["kubernetes.io/service-name"]
+		eps, _, _ := unstructured.NestedSlice(es.Content.Object, "endpoints")
+		for _, e := range eps {
+			em, _ := e.(map[string]any)
+			r, found, _ := unstructured.NestedBool(em, "conditions", "ready")
+			if !found || r {
+				out[es.GetNamespace()+"/"+svc] = true
+			}
+		}
+	}
+	return out
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func apiServices(f *footprint.Footprint) []api.Finding {
+	var out []api.Finding
+	for _, a := range f.Inv.OfKind("apiregistration.k8s.io", "APIService") {
+		conds, _, _ := unstructured.NestedSlice(a.Content.Object, "status", "conditions")
+		for _, c := range conds {
+			cm, _ := c.(map[string]any)
+			if cm["type"] == "Available" && cm["status"] != "True" {
+				out = append(out, api.Finding{
+					ID: APIServiceDown, Severity: api.Warning,
+					Message: fmt.Sprintf("APIService %s is unavailable (%v: %v): discovery of its group fails and namespace deletion waits on it", a.GetName(), cm["reason"], cm["message"]),
+					Objects: refs(a),
+				})
+			}
+		}
+	}
+	return out
+}
+
+func stuckNamespaces(f *footprint.Footprint) []api.Finding {
+	var out []api.Finding
+	for _, ns := range f.Inv.OfKind("", "Namespace") {
+		if ns.GetDeletionTimestamp() == nil {
+			continue
+		}
+		var why []string
+		if fins := ns.GetFinalizers(); len(fins) > 0 {
+			why = append(why, "metadata.finalizers "+strings.Join(fins, ", "))
+		}
+		if fins, _, _ := unstructured.NestedStringSlice(ns.Content.Object, "spec", "finalizers"); len(fins) > 0 {
+			why = append(why, "spec.finalizers "+strings.Join(fins, ", "))
+		}
+		conds, _, _ := unstructured.NestedSlice(ns.Content.Object, "status", "conditions")
+		for _, c := range conds {
+			cm, _ := c.(map[string]any)
+			if cm["status"] == "True" {
+				why = append(why, fmt.Sprintf("%v: %v", cm["type"], cm["message"]))
+			}
+		}
+		age := time.Since(ns.GetDeletionTimestamp().Time).Round(time.Second)
+		out = append(out, api.Finding{
+			ID: NamespaceStuck, Severity: api.Warning,
+			Message: fmt.Sprintf("namespace %s has been Terminating for %s: %s", ns.GetName(), age, strings.Join(why, "; ")),
+			Objects: refs(ns),
+		})
+	}
+	return out
+}
+
+// kubeFedLeftovers: KubeFed without a KubeSphere install, and objects still
+// marked as KubeFed-managed with no KubeFed controller to manage them.
+func kubeFedLeftovers(f *footprint.Footprint) []api.Finding {
+	var kubefed []*inventory.Object
+	for _, m := range f.Members {
+		if m.Category == footprint.CatKubeFed {
+			kubefed = append(kubefed, m.Obj)
+		}
+	}
+	var out []api.Finding
+	installed := f.KubeSphere.Version != ""
+	if len(kubefed) > 0 && !installed {
+		out = append(out, api.Finding{
+			ID: KubeFedWithoutKS, Severity: api.Warning,
+			Message: fmt.Sprintf("%d KubeFed objects remain without a KubeSphere install (a partial uninstall's leftovers; the official 3.x script skips them once the ClusterConfiguration is gone)", len(kubefed)),
+			Objects: refs(limit(kubefed, 50)...),
+		})
+	}
+	controller := false
+	for _, d := range f.Inv.OfKind("apps", "Deployment") {
+		if strings.Contains(d.GetName(), "kubefed-controller-manager") {
+			if r, found, _ := unstructured.NestedInt64(d.Content.Object, "spec", "replicas"); !found || r > 0 {
+				controller = true
+			}
+		}
+	}
+	if controller && installed {
+		return out
+	}
+	var managed []*inventory.Object
+	for _, o := range f.Inv.Objects {
+		if o.GetLabels()[footprint.LabelKubeFedManaged] == "true" && !f.Goes(o) {
+			managed = append(managed, o)
+		}
+	}
+	if len(managed) > 0 {
+		out = append(out, api.Finding{
+			ID: KubeFedManagedOrphan, Severity: api.Warning,
+			Message: fmt.Sprintf("%d objects are labelled %s=true but no KubeFed controller manages them; a new KubeFed would treat them as its own", len(managed), footprint.LabelKubeFedManaged),
+			Objects: refs(limit(managed, 50)...),
+		})
+	}
+	return out
+}
+
+func limit(objs []*inventory.Object, n int) []*inventory.Object {
+	if len(objs) > n {
+		return objs[:n]
+	}
+	return objs
+}

@@ -1,0 +1,195 @@
+package hazard
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ks-clean/ks-clean/scan/inventory"
+)
+
+// Record is one multi-cluster record (a KubeFedCluster or a KubeSphere
+// Cluster) and the cluster it resolves to.
+type Record struct {
+	Obj      *inventory.Object
+	Endpoint string
+	// UID of kube-system as read through the record's own credentials;
+	// empty when the cluster could not be reached with them.
+	UID string
+	// Err says why the identity was not verified.
+	Err string
+	// Local is set for the host's own Cluster record, which carries no
+	// credentials: it is this cluster by definition.
+	Local bool
+
+	cfg *rest.Config
+}
+
+// kubeFedRecords reads each KubeFedCluster's endpoint, CA and token secret.
+func kubeFedRecords(inv *inventory.Inventory) []*Record {
+	var out []*Record
+	for _, o := range inv.OfKind("core.kubefed.io", "KubeFedCluster") {
+		r := &Record{Obj: o}
+		r.Endpoint, _, _ = unstructured.NestedString(o.Content.Object, "spec", "apiEndpoint")
+		caB64, _, _ := unstructured.NestedString(o.Content.Object, "spec", "caBundle")
+		secretName, _, _ := unstructured.NestedString(o.Content.Object, "spec", "secretRef", "name")
+		ca, err := base64.StdEncoding.DecodeString(caB64)
+		if err != nil {
+			r.Err = "caBundle is not base64"
+		}
+		sec := inv.Secrets[o.GetNamespace()+"/"+secretName]
+		switch {
+		case r.Err != "":
+		case sec == nil:
+			r.Err = fmt.Sprintf("token Secret %s/%s not found or not readable", o.GetNamespace(), secretName)
+		case len(sec.Data["token"]) == 0:
+			r.Err = fmt.Sprintf("Secret %s/%s holds no token", o.GetNamespace(), secretName)
+		default:
+			r.cfg = &rest.Config{Host: r.Endpoint, BearerToken: string(sec.Data["token"]), TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// clusterRecords reads KubeSphere Cluster records: the host's is local,
+// others connect with their stored kubeconfig.
+func clusterRecords(inv *inventory.Inventory, hostName string) []*Record {
+	var out []*Record
+	for _, o := range inv.OfKind("cluster.kubesphere.io", "Cluster") {
+		r := &Record{Obj: o}
+		r.Endpoint, _, _ = unstructured.NestedString(o.Content.Object, "spec", "connection", "kubernetesAPIEndpoint")
+		kc, _, _ := unstructured.NestedString(o.Content.Object, "spec", "connection", "kubeconfig")
+		if _, host := o.GetLabels()["cluster-role.kubesphere.io/host"]; host && kc == "" {
+			r.Local, r.UID = true, inv.KubeSystemUID
+			out = append(out, r)
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(kc)
+		if err != nil || len(raw) == 0 {
+			r.Err = "no usable kubeconfig in spec.connection"
+		} else if cfg, err := clientcmd.RESTConfigFromKubeConfig(raw); err != nil {
+			r.Err = "kubeconfig in spec.connection does not load: " + err.Error()
+		} else {
+			r.cfg = cfg
+			if r.Endpoint == "" {
+				r.Endpoint = cfg.Host
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// resolve connects to every record's cluster in parallel (bounded, short
+// timeout) and reads its kube-system UID.
+func resolve(ctx context.Context, records []*Record, timeout time.Duration, concurrency int) {
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for _, r := range records {
+		if r.cfg == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(r *Record) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cfg := rest.CopyConfig(r.cfg)
+			cfg.Timeout = timeout
+			cfg.QPS, cfg.Burst = 5, 5
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				r.Err = err.Error()
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			ns, err := cs.CoreV1().Namespaces().Get(cctx, "kube-system", metav1.GetOptions{})
+			if err != nil {
+				r.Err = "unreachable with its own credentials: " + shortErr(err)
+				return
+			}
+			r.UID = string(ns.UID)
+		}(r)
+	}
+	wg.Wait()
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+// Endpoint is a normalized API server address: scheme, the set of IPs the
+// host resolves to, and the port. Two URL strings for one server
+// (https://localhost:6443 and https://127.0.0.1:6443/) compare equal.
+type Endpoint struct {
+	Scheme string
+	IPs    []string
+	Host   string
+	Port   string
+}
+
+// NormalizeEndpoint parses and resolves an endpoint URL.
+func NormalizeEndpoint(ctx context.Context, raw string) Endpoint {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return Endpoint{Host: strings.ToLower(strings.TrimRight(raw, "/"))}
+	}
+	e := Endpoint{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Hostname()), Port: u.Port()}
+	if e.Port == "" {
+		e.Port = map[string]string{"http": "80"}[e.Scheme]
+		if e.Port == "" {
+			e.Port = "443"
+		}
+	}
+	if ip := net.ParseIP(e.Host); ip != nil {
+		e.IPs = []string{ip.String()}
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if addrs, err := net.DefaultResolver.LookupHost(rctx, e.Host); err == nil {
+			for _, a := range addrs {
+				if ip := net.ParseIP(a); ip != nil {
+					e.IPs = append(e.IPs, ip.String())
+				}
+			}
+		}
+	}
+	sort.Strings(e.IPs)
+	return e
+}
+
+// Same reports whether two endpoints name the same server.
+func (e Endpoint) Same(o Endpoint) bool {
+	if e.Scheme != o.Scheme || e.Port != o.Port {
+		return false
+	}
+	if e.Host == o.Host {
+		return true
+	}
+	for _, a := range e.IPs {
+		for _, b := range o.IPs {
+			if a == b {
+				return true
+			}
+		}
+	}
+	return false
+}
