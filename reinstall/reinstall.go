@@ -114,6 +114,8 @@ func (r *Reinstall) defaults() error {
 			return err
 		}
 		r.WorkDir = dir
+	} else if err := os.MkdirAll(r.WorkDir, 0o700); err != nil {
+		return fmt.Errorf("work directory %s: %w", r.WorkDir, err)
 	}
 	r.planPath = filepath.Join(r.WorkDir, fmt.Sprintf("ks-clean-reinstall-%s.json", time.Now().UTC().Format("20060102-150405")))
 	return nil

@@ -38,7 +38,7 @@ func TestReinstallOverIncident(t *testing.T) {
 	_, s, c := incident(t)
 	start := time.Now()
 	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
-		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"),
+		Chart: chart, WorkDir: t.TempDir(),
 		Set:   []string{"replicas=2"},
 		Apply: uninstall.Options{FinalizerTimeout: 20 * time.Second},
 	}}
@@ -60,7 +60,7 @@ func TestReinstallOverIncident(t *testing.T) {
 	if err != nil || *d.Spec.Replicas != 2 {
 		t.Fatalf("installed Deployment: %v (--set replicas=2 not applied?)", err)
 	}
-	after, err := scan.Run(ctx, c, scan.Options{})
+	after, err := scan.Cluster(ctx, scan.Target{Clients: c}, scan.Options{})
 	if err != nil || after.Critical() || after.KubeSphere.Version != "v4.1.3" {
 		t.Fatalf("scan after reinstall: %v %+v %+v", err, after.KubeSphere, after.Findings)
 	}
@@ -74,7 +74,7 @@ func TestReinstallRefusesUncleanCluster(t *testing.T) {
 	_, s, c := incident(t)
 	crs := s.Kube.RbacV1().ClusterRoles()
 	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
-		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"),
+		Chart: chart, WorkDir: t.TempDir(),
 		Apply: uninstall.Options{FinalizerTimeout: 20 * time.Second},
 	}}
 	// Re-create kubefed-admin between planning and applying: plan first
@@ -109,7 +109,7 @@ func TestReinstallRefusesUncleanCluster(t *testing.T) {
 
 func TestReinstallBadChartChangesNothing(t *testing.T) {
 	_, s, c := incident(t)
-	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{Chart: "./no-such-chart", PlanPath: filepath.Join(t.TempDir(), "plan.json")}}
+	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{Chart: "./no-such-chart", WorkDir: t.TempDir()}}
 	if _, err := r.Run(context.Background()); err == nil {
 		t.Fatal("reinstall with a missing chart succeeded")
 	}
@@ -138,7 +138,7 @@ func TestReinstallHostWithMember(t *testing.T) {
 	}
 	start := time.Now()
 	r := &reinstall.Reinstall{Clients: clients["host"], Options: reinstall.Options{
-		Chart: chart, PlanPath: filepath.Join(t.TempDir(), "plan.json"), Context: "host",
+		Chart: chart, WorkDir: t.TempDir(), Context: "host",
 		Members: []scan.Target{{Context: "member1", Clients: clients["member1"]}},
 		Apply:   uninstall.Options{FinalizerTimeout: 20 * time.Second},
 	}}
@@ -147,7 +147,7 @@ func TestReinstallHostWithMember(t *testing.T) {
 		t.Fatalf("reinstall: %v (%+v)", err, res)
 	}
 	t.Logf("reinstall of a host with a member: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.Durations)
-	if !res.Clean || !res.Healthy || res.Release == nil || res.Release.Status != "deployed" || res.UninstallStages == nil || len(res.UninstallStages.Stages) != 3 {
+	if !res.Clean || !res.Healthy || res.Release == nil || res.Release.Status != "deployed" || res.Uninstall == nil || len(res.Uninstall.Stages) != 3 {
 		t.Fatalf("result %+v", res)
 	}
 	for _, side := range []fixture.Started{h, m} {
@@ -180,7 +180,7 @@ func TestReinstallWaitTimesOutThenReinstalls(t *testing.T) {
 	}
 	dir := t.TempDir()
 	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
-		Chart: chart, PlanPath: filepath.Join(dir, "plan-1.json"), Wait: true, Timeout: 5 * time.Second,
+		Chart: chart, WorkDir: filepath.Join(dir, "1"), Wait: true, Timeout: 5 * time.Second,
 	}}
 	start := time.Now()
 	res, err := r.Run(ctx)
@@ -192,7 +192,7 @@ func TestReinstallWaitTimesOutThenReinstalls(t *testing.T) {
 		t.Fatalf("user objects lost: %v", missing)
 	}
 
-	r.Wait, r.PlanPath = false, filepath.Join(dir, "plan-2.json")
+	r.Wait, r.WorkDir = false, filepath.Join(dir, "2")
 	res, err = r.Run(ctx)
 	if err != nil || res.Release == nil || res.Release.Status != "deployed" || res.Release.Revision != 1 || !res.Healthy || res.Uninstall == nil || res.Uninstall.Done == 0 {
 		t.Fatalf("reinstall over the failed release: %v %+v", err, res)

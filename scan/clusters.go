@@ -109,10 +109,9 @@ func Run(ctx context.Context, all []Target, o Options) (*Report, error) {
 		}
 	}
 
+	// A host's records of clusters not given are reported even when it is
+	// scanned alone: the plan deletes those records only.
 	r := &Report{Clusters: results, Findings: []api.Finding{}}
-	if len(results) == 1 {
-		return r, nil
-	}
 	host := r.Host()
 	given := map[string]bool{host.Cluster.UID: true}
 	for _, m := range r.Members() {

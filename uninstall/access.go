@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ks-clean/ks-clean/api"
-	kubeclients "github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
 type access struct {
@@ -56,12 +56,12 @@ func (a *stage) needed(targets map[string]*resolved) []access {
 
 // checkAccess asks the apiserver (SelfSubjectAccessReview, which stores
 // nothing) for every permission at once and lists all that are missing.
-func checkAccess(ctx context.Context, kube kubernetes.Interface, needs []access) error {
+func checkAccess(ctx context.Context, kc kubernetes.Interface, needs []access) error {
 	var missing []string
 	for _, n := range needs {
 		var r *authorizationv1.SelfSubjectAccessReview
-		err := kubeclients.Retry(ctx, func() (err error) {
-			r, err = kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		err := kube.Retry(ctx, func() (err error) {
+			r, err = kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 					Verb: n.verb, Group: n.resource.Group, Resource: n.resource.Resource, Subresource: n.sub,
 				}},
@@ -80,7 +80,7 @@ func checkAccess(ctx context.Context, kube kubernetes.Interface, needs []access)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("this user lacks permissions the plan needs: %s; use an account bound to the apply role (docs/rbac) and run again", strings.Join(missing, ", "))
+		return api.Refuse(api.FixPermissions, "this user lacks permissions the plan needs: %s; use an account bound to the apply role (docs/rbac) and run again", strings.Join(missing, ", "))
 	}
 	return nil
 }

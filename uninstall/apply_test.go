@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ks-clean/ks-clean/api"
-	"github.com/ks-clean/ks-clean/internal/exitcode"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
@@ -52,11 +51,11 @@ func setup(t *testing.T, scenario string) *env {
 	}
 	e := &env{cp: cp, s: s, cfg: cfg, dir: t.TempDir()}
 	e.clients = e.newClients(t)
-	res, err := scan.Run(ctx, e.clients, scan.Options{})
+	rep, err := scan.Run(ctx, []scan.Target{{Clients: e.clients}}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.plan, err = plan.Build(res, time.Now()); err != nil {
+	if e.plan, err = plan.Build(rep, plan.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -78,11 +77,30 @@ func (e *env) apply(t *testing.T, p *api.Plan, o uninstall.Options, tweak ...fun
 	if o.PhaseTimeout == 0 {
 		o.PhaseTimeout = 2 * time.Minute
 	}
-	a := &uninstall.Apply{Clients: e.newClients(t), Plan: p, PlanPath: filepath.Join(e.dir, "plan.json"), Options: o}
+	a := &uninstall.Apply{Clients: clientsFor(p, e.newClients(t)), Plan: p, PlanPath: filepath.Join(e.dir, "plan.json"), Options: o}
 	for _, f := range tweak {
 		f(a)
 	}
 	return a.Run(context.Background())
+}
+
+// clientsFor connects every stage of a plan through c.
+func clientsFor(p *api.Plan, c *kube.Clients) map[string]*kube.Clients {
+	out := map[string]*kube.Clients{}
+	for _, ctx := range p.Contexts() {
+		out[ctx] = c
+	}
+	return out
+}
+
+// clone copies a plan deeply enough to edit its stages' steps.
+func clone(p *api.Plan) *api.Plan {
+	c := *p
+	c.Stages = append([]api.Stage(nil), p.Stages...)
+	for i := range c.Stages {
+		c.Stages[i].Steps = append([]api.Step(nil), p.Stages[i].Steps...)
+	}
+	return &c
 }
 
 // assertNothingLost: every seeded user object is present with its UID.
@@ -121,7 +139,7 @@ func TestApplyScenarios(t *testing.T) {
 			if len(present) > 0 {
 				t.Fatalf("%d footprint objects remain: %v", len(present), present)
 			}
-			after, err := scan.Run(context.Background(), e.newClients(t), scan.Options{})
+			after, err := scan.Cluster(context.Background(), scan.Target{Clients: e.newClients(t)}, scan.Options{})
 			if err != nil || after.Critical() || !after.Footprint.Empty() {
 				t.Fatalf("scan after apply: err %v findings %+v", err, after.Findings)
 			}
@@ -135,22 +153,23 @@ func TestApplyScenarios(t *testing.T) {
 // teardown that forgot to detach.
 func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
 	e := setup(t, "ks33-host")
-	p := *e.plan
-	p.Steps = nil
-	for _, s := range e.plan.Steps {
+	p := clone(e.plan)
+	st := &p.Stages[0]
+	st.Steps = nil
+	for _, s := range e.plan.Stages[0].Steps {
 		if s.Phase != api.PhaseDetach {
-			p.Steps = append(p.Steps, s)
+			st.Steps = append(st.Steps, s)
 		}
 	}
 	if err := p.Seal(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.apply(t, &p, uninstall.Options{})
+	_, err := e.apply(t, p, uninstall.Options{})
 	if err == nil || !strings.Contains(err.Error(), "does not detach") {
 		t.Fatalf("plan without detach: err = %v, want the drift check's refusal", err)
 	}
 	e.assertNothingLost(t)
-	e.apply(t, &p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 20 * time.Second}, uninstall.DisableDriftCheck)
+	e.apply(t, p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 20 * time.Second}, uninstall.DisableDriftCheck)
 	ns := fixture.UserNamespace("ws1", 0)
 	err = wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := e.s.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "app-config", metav1.GetOptions{})
@@ -188,8 +207,8 @@ func TestRefusals(t *testing.T) {
 		t.Helper()
 		mark := e.cp.AuditMark()
 		_, err := e.apply(t, p, o)
-		if err == nil || !strings.Contains(err.Error(), want) || exitcode.Of(err) != exitcode.Usage {
-			t.Errorf("%s: err = %v (exit %d), want a refusal containing %q", name, err, exitcode.Of(err), want)
+		if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want a refusal containing %q", name, err, want)
 		}
 		writes, _ := e.cp.PersistedWritesSince(mark, user)
 		for _, w := range writes {
@@ -198,15 +217,15 @@ func TestRefusals(t *testing.T) {
 	}
 	check("plan for another cluster", other.plan, uninstall.Options{}, "was made for cluster")
 
-	tampered := *e.plan
-	tampered.Steps = append([]api.Step(nil), e.plan.Steps...)
-	tampered.Steps[len(tampered.Steps)-2].Target.Name = "prod-ws1-1"
-	check("tampered plan", &tampered, uninstall.Options{}, "digest does not match")
+	tampered := clone(e.plan)
+	steps := tampered.Stages[0].Steps
+	steps[len(steps)-2].Target.Name = "prod-ws1-1"
+	check("tampered plan", tampered, uninstall.Options{}, "digest does not match")
 
-	stale := *e.plan
+	stale := clone(e.plan)
 	stale.CreatedAt = time.Now().Add(-48 * time.Hour)
 	stale.Seal()
-	check("stale plan", &stale, uninstall.Options{}, "old")
+	check("stale plan", stale, uninstall.Options{}, "old")
 
 	check("unwritable backup dir", e.plan, uninstall.Options{BackupDir: "/proc/ks-clean-backup"}, "backup directory")
 
@@ -241,9 +260,9 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := e.cp.AuditMark()
-	a := &uninstall.Apply{Clients: vc, Plan: e.plan, PlanPath: filepath.Join(t.TempDir(), "plan.json")}
+	a := &uninstall.Apply{Clients: clientsFor(e.plan, vc), Plan: e.plan, PlanPath: filepath.Join(t.TempDir(), "plan.json")}
 	_, err = a.Run(context.Background())
-	if err == nil || exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "delete namespaces") || !strings.Contains(err.Error(), "patch deployments.apps/scale") {
+	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "delete namespaces") || !strings.Contains(err.Error(), "patch deployments.apps/scale") {
 		t.Errorf("viewer apply: err = %v, want a refusal listing the missing permissions", err)
 	}
 	if writes, _ := e.cp.PersistedWritesSince(mark, "viewer"); len(writes) > 0 {
@@ -278,7 +297,7 @@ func TestRecreatedObjectIsLeftAlone(t *testing.T) {
 		t.Fatalf("re-created ClusterRole: %v (uid %v, want %v)", err, got.UID, fresh.UID)
 	}
 	found := false
-	for _, s := range res.Steps {
+	for _, s := range res.AllSteps() {
 		found = found || (s.Target.Name == "kubefed-admin" && s.Status == uninstall.StatusSkipped && strings.Contains(s.Detail, "re-created"))
 	}
 	if !found {
@@ -313,7 +332,7 @@ func failed(r *uninstall.Result) []uninstall.StepResult {
 		return nil
 	}
 	var out []uninstall.StepResult
-	for _, s := range r.Steps {
+	for _, s := range r.AllSteps() {
 		if s.Status == uninstall.StatusFailed {
 			out = append(out, s)
 		}
@@ -339,7 +358,7 @@ func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
 	}
 	mark := e.cp.AuditMark()
 	_, err = e.apply(t, e.plan, uninstall.Options{})
-	if err == nil || !strings.Contains(err.Error(), "prod-late") || exitcode.Of(err) != exitcode.Usage {
+	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "prod-late") {
 		t.Fatalf("apply after a namespace joined a workspace: err = %v, want a refusal naming prod-late", err)
 	}
 	if writes, _ := e.cp.PersistedWritesSince(mark, user); len(writes) > 0 {

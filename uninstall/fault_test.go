@@ -36,7 +36,7 @@ func TestApplyUnderFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := &uninstall.Apply{Clients: c, Plan: e.plan, PlanPath: e.dir + "/plan.json"}
+			a := &uninstall.Apply{Clients: clientsFor(e.plan, c), Plan: e.plan, PlanPath: e.dir + "/plan.json"}
 			first, faultErr := a.Run(context.Background())
 			e.assertNothingLost(t)
 			if faultErr == nil && first.Verification != nil && first.Verification.OK {

@@ -61,22 +61,22 @@ func TestHelmUninstallHooksAndPendingInstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := scan.Run(ctx, c, scan.Options{})
+			rep, err := scan.Run(ctx, []scan.Target{{Clients: c}}, scan.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := plan.Build(res, time.Now())
+			p, err := plan.Build(rep, plan.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := &uninstall.Apply{Clients: c, Plan: p, PlanPath: filepath.Join(t.TempDir(), "plan.json"),
+			a := &uninstall.Apply{Clients: clientsFor(p, c), Plan: p, PlanPath: filepath.Join(t.TempDir(), "plan.json"),
 				Options: uninstall.Options{HelmHooks: hooks, FinalizerTimeout: 20 * time.Second, PhaseTimeout: 2 * time.Minute}}
 			r, err := a.Run(ctx)
 			if err != nil {
 				t.Fatalf("apply: %v", err)
 			}
 			uninstalled := false
-			for _, s := range r.Steps {
+			for _, s := range r.AllSteps() {
 				if s.Action == "helm-uninstall" && s.Status == uninstall.StatusDone {
 					uninstalled = true
 					t.Logf("%s: %s", s.Target.Name, s.Detail)

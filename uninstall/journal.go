@@ -49,7 +49,7 @@ func openJournal(dir, digest string) (*journal, error) {
 				first = false
 				if e.Step == "plan" && e.Detail != digest {
 					b.Close()
-					return nil, fmt.Errorf("journal %s belongs to another plan (%s): use another --backup-dir for this plan", path, e.Detail)
+					return nil, fmt.Errorf("journal %s belongs to another plan (%s): use another backup directory for this plan", path, e.Detail)
 				}
 				continue
 			}

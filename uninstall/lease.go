@@ -168,12 +168,12 @@ func (l *lease) keep(renewed time.Time) {
 }
 
 func (l *lease) lose(holder, why string) {
+	l.cancel() // first: no write starts once the loss is recorded
 	l.mu.Lock()
 	if l.lost == nil {
 		l.lost = &LeaseLostError{Holder: holder, At: time.Now(), Why: why}
 	}
 	l.mu.Unlock()
-	l.cancel()
 }
 
 // Lost returns the loss, or nil while the lease is held.

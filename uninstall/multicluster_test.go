@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ks-clean/ks-clean/api"
-	"github.com/ks-clean/ks-clean/internal/exitcode"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
@@ -61,27 +61,28 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 
 	// Without the member, the host's verified records of it are reported (its
 	// Cluster record carries no credentials: it reaches nothing).
-	alone, err := scan.Scan(ctx, host, nil, scan.Options{})
+	alone, err := scan.Run(ctx, []scan.Target{host}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var notGiven []string
-	for _, f := range alone.Findings {
+	aloneFindings := alone.Findings
+	for _, f := range aloneFindings {
 		if f.ID == scan.MemberNotGiven && f.Severity == api.Warning {
 			notGiven = append(notGiven, f.Objects[0].Kind+"/"+f.Objects[0].Name)
 		}
 	}
 	sort.Strings(notGiven)
 	if got := strings.Join(notGiven, " "); got != "KubeFedCluster/member1 KubeFedCluster/member1-old" {
-		t.Fatalf("%s findings without --member-context: %q (%v)", scan.MemberNotGiven, got, findingIDs(alone.Findings))
+		t.Fatalf("%s findings without --member-context: %q (%v)", scan.MemberNotGiven, got, findingIDs(aloneFindings))
 	}
 
-	rep, err := scan.Scan(ctx, host, []scan.Target{member}, scan.Options{})
+	rep, err := scan.Run(ctx, []scan.Target{host, member}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Members) != 1 || len(rep.Members[0].Records) != 3 {
-		t.Fatalf("records of member1 on the host: %+v", rep.Members)
+	if len(rep.Members()) != 1 || len(rep.Members()[0].HostRecords) != 3 {
+		t.Fatalf("records of member1 on the host: %+v", rep.Members())
 	}
 	var alias *api.Finding
 	for i, f := range rep.Findings {
@@ -93,15 +94,15 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 		t.Fatalf("want a critical %s naming both KubeFedClusters, got %v: %+v", scan.MemberAlias, findingIDs(rep.Findings), rep.Findings)
 	}
 
-	mp, err := scan.Build(rep, time.Now())
+	mp, err := plan.Build(rep, plan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var kinds []string
 	for _, st := range mp.Stages {
-		kinds = append(kinds, st.Kind+"@"+st.Context)
-		for _, s := range st.Plan.Steps {
-			if s.Cluster != st.Context {
+		kinds = append(kinds, string(st.Kind)+"@"+st.Cluster.Context)
+		for _, s := range st.Steps {
+			if s.Cluster != st.Cluster.Context {
 				t.Errorf("stage %s: step %s names cluster %q", st.Name, s.ID, s.Cluster)
 			}
 		}
@@ -110,7 +111,7 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 		t.Fatalf("stages: %s", got)
 	}
 	var unjoined []string
-	for _, s := range mp.Stages[0].Plan.Steps {
+	for _, s := range mp.Stages[0].Steps {
 		if s.Action == api.ActionDelete && s.Phase == api.PhaseKubeFed {
 			unjoined = append(unjoined, s.Target.Kind+"/"+s.Target.Name)
 		}
@@ -120,13 +121,13 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 		t.Fatalf("unjoin deletes: %s", got)
 	}
 
-	// The saved form reads back, and its digests guard it.
+	// The saved form reads back, and its digest guards it.
 	path := filepath.Join(t.TempDir(), "plan.json")
-	if err := api.WriteMulti(path, mp); err != nil {
+	if err := api.Write(path, mp); err != nil {
 		t.Fatal(err)
 	}
-	f, err := api.ReadFile(path)
-	if err != nil || f.Multi == nil || f.Multi.Digest != mp.Digest {
+	f, err := api.Read(path)
+	if err != nil || f.Digest != mp.Digest || len(f.Stages) != 3 {
 		t.Fatalf("read back: %v %+v", err, f)
 	}
 
@@ -150,8 +151,8 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 			}
 		})
 	}
-	apply := func(stopAfter int) (*uninstall.MultiResult, error) {
-		a := &uninstall.ApplyMulti{Plan: f.Multi, PlanPath: path,
+	apply := func(stopAfter int) (*uninstall.Result, error) {
+		a := &uninstall.Apply{Plan: f, PlanPath: path,
 			Clients: map[string]*kube.Clients{"host": target(t, "host", h.CP.Config).Clients, "member1": target(t, "member1", m.CP.Config).Clients},
 			Options: uninstall.Options{FinalizerTimeout: 20 * time.Second, PhaseTimeout: 2 * time.Minute, Progress: progress, StopAfter: stopAfter}}
 		return a.Run(ctx)
@@ -160,7 +161,7 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 	// finishes, the member's stops, the host's does not start.
 	start := time.Now()
 	res, err := apply(40)
-	if !errors.Is(err, uninstall.ErrInterrupted) || len(res.Stages) != 2 || !strings.Contains(err.Error(), "member-member1") {
+	if !errors.Is(err, api.ErrInterrupted) || len(res.Stages) != 2 || !strings.Contains(err.Error(), "member-member1") {
 		t.Fatalf("interrupted apply: %v, %d stages run", err, len(res.Stages))
 	}
 	for _, side := range []fixture.Started{h, m} {
@@ -174,12 +175,12 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 	t.Logf("multi-cluster apply, interrupted once and resumed: %s", time.Since(start).Round(time.Millisecond))
-	if len(res.Stages) != 3 || res.Stages[0].Result.Done != 0 {
+	if len(res.Stages) != 3 || res.Stages[0].Done != 0 {
 		t.Fatalf("resumed stages: %+v", res.Stages)
 	}
 	for _, st := range res.Stages {
-		r := st.Result
-		t.Logf("stage %s: %d done, %d skipped, %d failed in %s", st.Name, r.Done, r.Skipped, r.Failed, r.Duration)
+		r := st
+		t.Logf("stage %s: %d done, %d skipped, %d failed", st.Name, r.Done, r.Skipped, r.Failed)
 		if st.Name != "unjoin-members" && (r.Verification == nil || !r.Verification.OK) {
 			t.Errorf("stage %s not verified: %+v", st.Name, r.Verification)
 		}
@@ -197,12 +198,12 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 			t.Errorf("%s: footprint left: %v %v", side.Server, err, present)
 		}
 	}
-	after, err := scan.Scan(ctx, target(t, "host", h.CP.Config), []scan.Target{target(t, "member1", m.CP.Config)}, scan.Options{})
+	after, err := scan.Run(ctx, []scan.Target{target(t, "host", h.CP.Config), target(t, "member1", m.CP.Config)}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !after.Host.Footprint.Empty() || !after.Members[0].Footprint.Empty() {
-		t.Errorf("rescan: host empty %v, member empty %v", after.Host.Footprint.Empty(), after.Members[0].Footprint.Empty())
+	if !after.Host().Footprint.Empty() || !after.Members()[0].Footprint.Empty() {
+		t.Errorf("rescan: host empty %v, member empty %v", after.Host().Footprint.Empty(), after.Members()[0].Footprint.Empty())
 	}
 }
 
@@ -219,7 +220,7 @@ func TestMemberRegisteredElsewhereIsRefused(t *testing.T) {
 	if err := fixture.KS33Member(ctx, ms, fixture.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := scan.Scan(ctx, target(t, "host", h.CP.Config), []scan.Target{target(t, "member1", mcp.Config)}, scan.Options{})
+	rep, err := scan.Run(ctx, []scan.Target{target(t, "host", h.CP.Config), target(t, "member1", mcp.Config)}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,14 +228,14 @@ func TestMemberRegisteredElsewhereIsRefused(t *testing.T) {
 		!strings.Contains(rep.Findings[0].Message, "joined to a host as member1-"+fixture.KubeFedHostName) {
 		t.Fatalf("findings: %+v", rep.Findings)
 	}
-	_, err = scan.Build(rep, time.Now())
-	if exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "ks-clean plan --context member1") {
-		t.Fatalf("build: exit %d, %v", exitcode.Of(err), err)
+	_, err = plan.Build(rep, plan.Options{})
+	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "ks-clean plan --context member1") {
+		t.Fatalf("build: %v", err)
 	}
 
 	// One cluster given twice is refused before anything else.
-	_, err = scan.Scan(ctx, target(t, "host", h.CP.Config), []scan.Target{target(t, "again", h.CP.Config)}, scan.Options{})
-	if exitcode.Of(err) != exitcode.Usage || !strings.Contains(err.Error(), "same cluster") {
+	_, err = scan.Run(ctx, []scan.Target{target(t, "host", h.CP.Config), target(t, "again", h.CP.Config)}, scan.Options{})
+	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "same cluster") {
 		t.Fatalf("host twice: %v", err)
 	}
 }

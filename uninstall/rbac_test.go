@@ -53,14 +53,14 @@ func TestShippedRoles(t *testing.T) {
 
 	reader := bind("scanner", "../docs/rbac/ks-clean-scan.yaml")
 	mark := e.cp.AuditMark()
-	res, err := scan.Run(ctx, reader, scan.Options{})
+	rep, err := scan.Run(ctx, []scan.Target{{Clients: reader}}, scan.Options{})
 	if err != nil {
 		t.Fatalf("scan with ks-clean-scan: %v", err)
 	}
-	if len(res.Warnings) > 0 {
-		t.Fatalf("scan with ks-clean-scan could not read everything: %v", res.Warnings)
+	if w := rep.Host().Warnings; len(w) > 0 {
+		t.Fatalf("scan with ks-clean-scan could not read everything: %v", w)
 	}
-	p, err := plan.Build(res, time.Now())
+	p, err := plan.Build(rep, plan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestShippedRoles(t *testing.T) {
 	}
 
 	operator := bind("operator", "../docs/rbac/ks-clean-apply.yaml")
-	a := &uninstall.Apply{Clients: operator, Plan: p, PlanPath: e.dir + "/roles-plan.json", Options: uninstall.Options{FinalizerTimeout: 20 * time.Second}}
+	a := &uninstall.Apply{Clients: clientsFor(p, operator), Plan: p, PlanPath: e.dir + "/roles-plan.json", Options: uninstall.Options{FinalizerTimeout: 20 * time.Second}}
 	r, err := a.Run(ctx)
 	if err != nil {
 		t.Fatalf("apply with ks-clean-apply: %v\n%+v", err, failed(r))

@@ -98,12 +98,8 @@ then runs the stages in order (backup and journal of each under
 			a := &uninstall.Apply{Plan: p, Clients: clients, PlanPath: path, Options: opts}
 			res, runErr := a.Run(c.Context)
 			prog.Stop()
-			if output == "json" {
-				if err := writeJSON(c.App.Writer, res); err != nil {
-					return err
-				}
-			} else {
-				render.Apply(c.App.Writer, res, p)
+			if err := emit(c, output, res, func(w io.Writer) { render.Apply(w, res, p) }); err != nil {
+				return err
 			}
 			return explain(runErr, host.Server)
 		},

@@ -101,7 +101,7 @@ func isolate(t *testing.T) string {
 	return home
 }
 
-// probe runs the real app with one more command that only calls loadCluster.
+// probe runs the real app with one more command that only loads the cluster.
 func probe(t *testing.T, args ...string) (*kubeconfig.Cluster, string, error) {
 	t.Helper()
 	var cl *kubeconfig.Cluster
@@ -110,7 +110,7 @@ func probe(t *testing.T, args ...string) (*kubeconfig.Cluster, string, error) {
 	a := app(&out, &errb)
 	a.Commands = append(a.Commands, withGlobals([]*cli.Command{{
 		Name:   "probe",
-		Action: func(c *cli.Context) error { cl, loadErr = loadCluster(c); return nil },
+		Action: func(c *cli.Context) error { cl, loadErr = load(c, readGlobals(c).context, "--context"); return nil },
 	}})...)
 	if err := a.Run(append([]string{"ks-clean"}, args...)); err != nil {
 		t.Fatalf("%v: %v", args, err)
@@ -205,14 +205,25 @@ func TestScanAndPlanContract(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("scan of the incident: exit %d, want 3 (critical)\n%s", code, errOut)
 	}
-	var rep struct {
-		Cluster    map[string]string `json:"cluster"`
-		KubeSphere map[string]string `json:"kubesphere"`
-		Findings   []api.Finding     `json:"findings"`
+	var doc struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Critical   bool   `json:"critical"`
+		Clusters   []struct {
+			Cluster    map[string]string `json:"cluster"`
+			KubeSphere map[string]string `json:"kubesphere"`
+			Footprint  map[string]int    `json:"footprint"`
+			Findings   []api.Finding     `json:"findings"`
+		} `json:"clusters"`
+		Findings []api.Finding `json:"findings"`
 	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("scan -o json is not JSON: %v\n%s", err, out)
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Clusters) != 1 {
+		t.Fatalf("scan -o json is not a one-cluster report: %v\n%s", err, out)
 	}
+	if doc.APIVersion != api.APIVersion || doc.Kind != "ScanReport" || !doc.Critical || doc.Findings == nil || doc.Clusters[0].Footprint["objects"] == 0 {
+		t.Fatalf("scan -o json: apiVersion %q kind %q critical %v findings %v footprint %v", doc.APIVersion, doc.Kind, doc.Critical, doc.Findings, doc.Clusters[0].Footprint)
+	}
+	rep := doc.Clusters[0]
 	if rep.Cluster["uid"] == "" || rep.Cluster["server"] == "" || rep.KubeSphere["version"] != "v3.3.1" || rep.KubeSphere["role"] != "host" {
 		t.Fatalf("scan report header: %+v %+v", rep.Cluster, rep.KubeSphere)
 	}
@@ -245,8 +256,8 @@ func TestScanAndPlanContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Cluster.UID != rep.Cluster["uid"] {
-		t.Fatalf("plan for cluster %s, scan saw %s", p.Cluster.UID, rep.Cluster["uid"])
+	if st := p.Single(); st == nil || st.Cluster.UID != rep.Cluster["uid"] {
+		t.Fatalf("plan for cluster %+v, scan saw %s", p.Stages, rep.Cluster["uid"])
 	}
 
 	clean := seeded("clean")
@@ -282,11 +293,14 @@ func TestApplyCLI(t *testing.T) {
 		t.Fatalf("apply --confirm: exit %d\n%s\n%s", code, errOut, out)
 	}
 	var res struct {
+		APIVersion   string
+		Kind         string
 		Failed       int
 		BackupDir    string
 		Verification struct{ OK bool }
+		Stages       []struct{ Steps []struct{ Status string } }
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.Verification.OK || res.Failed != 0 {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.Verification.OK || res.Failed != 0 || res.Kind != "ApplyResult" || res.APIVersion != api.APIVersion || len(res.Stages) != 1 || len(res.Stages[0].Steps) == 0 {
 		t.Fatalf("apply -o json: %v %+v\n%s", err, res, out)
 	}
 	if st, err := os.Stat(res.BackupDir); err != nil || st.Mode().Perm() != 0o700 {

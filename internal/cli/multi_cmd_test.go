@@ -35,8 +35,8 @@ func TestMultiClusterCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || (code != 0 && code != 3) {
 		t.Fatalf("scan: exit %d %v\n%s\n%s", code, err, out, errOut)
 	}
-	if rep.Host.KubeSphere.Role != "host" || len(rep.Members) != 1 || rep.Members[0].KubeSphere.Role != "member" || rep.Members[0].Cluster.Context != "prod-member" {
-		t.Fatalf("scan report: host %+v members %+v", rep.Host.KubeSphere, rep.Members)
+	if len(rep.Clusters) != 2 || rep.Clusters[0].KubeSphere.Role != "host" || rep.Clusters[1].KubeSphere.Role != "member" || rep.Clusters[1].Cluster.Context != "prod-member" {
+		t.Fatalf("scan report: %+v", rep.Clusters)
 	}
 	for _, f := range rep.Findings {
 		if f.ID == scan.MemberElsewhere || f.ID == scan.MemberAlias {
@@ -75,24 +75,23 @@ func TestMultiClusterCLI(t *testing.T) {
 		t.Fatalf("apply: exit %d\n%s\n%s", code, errOut, out)
 	}
 	var res struct {
-		Stages []struct {
+		Verification *struct{ OK bool }
+		Stages       []struct {
 			Name, Context string
-			Result        struct {
-				Failed       int
-				BackupDir    string
-				Verification *struct{ OK bool }
-			}
+			Failed        int
+			BackupDir     string
+			Verification  *struct{ OK bool }
 		}
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Stages) != 3 {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Stages) != 3 || res.Verification == nil || !res.Verification.OK {
 		t.Fatalf("apply -o json: %v\n%s", err, out)
 	}
 	for _, st := range res.Stages {
-		if st.Result.Failed != 0 || (st.Name != "unjoin-members" && (st.Result.Verification == nil || !st.Result.Verification.OK)) {
-			t.Errorf("stage %s: %+v", st.Name, st.Result)
+		if st.Failed != 0 || (st.Name != "unjoin-members" && (st.Verification == nil || !st.Verification.OK)) {
+			t.Errorf("stage %s: %+v", st.Name, st)
 		}
-		if !strings.HasPrefix(st.Result.BackupDir, planFile+".apply/") {
-			t.Errorf("stage %s backup in %s", st.Name, st.Result.BackupDir)
+		if !strings.HasPrefix(st.BackupDir, planFile+".apply/") {
+			t.Errorf("stage %s backup in %s", st.Name, st.BackupDir)
 		}
 	}
 	for _, want := range []string{"stage unjoin-members", "stage member-prod-member", "stage host-prod-host"} {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -38,9 +39,6 @@ A member registered in another host is refused (exit 2).`,
 			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.keepLabels, Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
 			rep, err := o.run(c)
 			if err != nil {
 				return err
@@ -55,11 +53,7 @@ A member registered in another host is refused (exit 2).`,
 				}
 				defer fmt.Fprintf(c.App.ErrWriter, "plan saved to %s (%s)\n", out, p.Digest)
 			}
-			if o.output == "json" {
-				return writeJSON(c.App.Writer, p)
-			}
-			style(c).Plan(c.App.Writer, p, holdsOf(rep))
-			return nil
+			return emit(c, o.output, p, func(w io.Writer) { style(c).Plan(w, p, holdsOf(rep)) })
 		},
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -88,12 +89,8 @@ removes).`,
 			r.Apply.Progress = prog.Event
 			res, runErr := r.Run(c.Context)
 			prog.Stop()
-			if output == "json" {
-				if err := writeJSON(c.App.Writer, res); err != nil {
-					return err
-				}
-			} else {
-				render.Reinstall(c.App.Writer, res, r.DryRun)
+			if err := emit(c, output, res, func(w io.Writer) { render.Reinstall(w, res, r.DryRun) }); err != nil {
+				return err
 			}
 			return explain(runErr, host.Server)
 		},

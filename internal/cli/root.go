@@ -195,7 +195,7 @@ var advice = map[api.Fix]string{
 	api.FixNewPlan:    "make a new plan with 'ks-clean plan --out PLAN'",
 	api.FixCluster:    "check --context and --kubeconfig, or make a plan for this cluster",
 	api.FixAllowStale: "make a new plan, or pass --allow-stale",
-	api.FixBackupDir:  "choose a writable one with --backup-dir",
+	api.FixBackupDir:  "choose another with --backup-dir",
 	api.FixProtect:    "(--protect)",
 	api.FixMembers:    "pass the host with --context and each member once with --member-context",
 }
@@ -305,6 +305,22 @@ type connection struct {
 // errors, from the kubeconfig the global flags select, as kubectl would,
 // and builds its clients.
 func connect(c *cli.Context, context, flag string, limit *rateLimit) (*connection, error) {
+	cl, err := load(c, context, flag)
+	if err != nil {
+		return nil, err
+	}
+	if limit != nil && limit.set {
+		cl.Config.QPS, cl.Config.Burst = float32(limit.qps), limit.burst
+	}
+	clients, err := kube.New(cl.Config)
+	if err != nil {
+		return nil, err
+	}
+	return &connection{Cluster: cl, Clients: clients}, nil
+}
+
+// load resolves a context from the kubeconfig the global flags select.
+func load(c *cli.Context, context, flag string) (*kubeconfig.Cluster, error) {
 	g := readGlobals(c)
 	if g.requestTimeout < 0 {
 		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("--request-timeout %s: use 0 (no timeout) or a positive duration such as 30s", g.requestTimeout))
@@ -326,14 +342,7 @@ func connect(c *cli.Context, context, flag string, limit *rateLimit) (*connectio
 			fmt.Fprintf(c.App.ErrWriter, "using context %q from %s: %s\n", cl.Context, cl.Source, cl.Server)
 		}
 	}
-	if limit != nil && limit.set {
-		cl.Config.QPS, cl.Config.Burst = float32(limit.qps), limit.burst
-	}
-	clients, err := kube.New(cl.Config)
-	if err != nil {
-		return nil, err
-	}
-	return &connection{Cluster: cl, Clients: clients}, nil
+	return cl, nil
 }
 
 // rateLimit is a client-side limit set by --qps/--burst.
@@ -356,6 +365,15 @@ func checkConcurrency(n int) error {
 	if n < 1 || n > 64 {
 		return exitcode.New(exitcode.Usage, fmt.Errorf("--concurrency %d: use a number from 1 to 64", n))
 	}
+	return nil
+}
+
+// emit writes v as JSON for -o json, else text.
+func emit(c *cli.Context, output string, v any, text func(io.Writer)) error {
+	if output == "json" {
+		return writeJSON(c.App.Writer, v)
+	}
+	text(c.App.Writer)
 	return nil
 }
 

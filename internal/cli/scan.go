@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -46,8 +47,12 @@ func (o *scanOptions) options() scan.Options {
 	return so
 }
 
-// run connects to the host (--context) and each member, and scans them.
+// run validates the flags, then connects to the host (--context) and each
+// member, and scans them.
 func (o *scanOptions) run(c *cli.Context) (*scan.Report, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	g := readGlobals(c)
 	host, err := connect(c, g.context, "--context", nil)
 	if err != nil {
@@ -98,19 +103,11 @@ critical finding.
 Exit 0: no critical hazard. Exit 3: at least one critical hazard. Exit 1: error.`,
 		Flags: o.flags(),
 		Action: func(c *cli.Context) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
 			rep, err := o.run(c)
 			if err != nil {
 				return err
 			}
-			if o.output == "json" {
-				err = writeJSON(c.App.Writer, rep.JSON())
-			} else {
-				style(c).Scan(c.App.Writer, rep)
-			}
-			if err != nil {
+			if err := emit(c, o.output, rep.JSON(), func(w io.Writer) { style(c).Scan(w, rep) }); err != nil {
 				return err
 			}
 			if rep.Critical() {

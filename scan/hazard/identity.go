@@ -8,9 +8,9 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
@@ -96,36 +96,33 @@ func clusterRecords(inv *inventory.Inventory, hostName string) []*Record {
 // resolve connects to every record's cluster in parallel (bounded, short
 // timeout) and reads its kube-system UID.
 func resolve(ctx context.Context, records []*Record, timeout time.Duration, concurrency int) {
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(concurrency)
 	for _, r := range records {
 		if r.cfg == nil {
 			continue
 		}
-		wg.Add(1)
-		go func(r *Record) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			cfg := rest.CopyConfig(r.cfg)
 			cfg.Timeout = timeout
 			cfg.QPS, cfg.Burst = 5, 5
 			cs, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				r.Err = err.Error()
-				return
+				return nil
 			}
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			ns, err := cs.CoreV1().Namespaces().Get(cctx, "kube-system", metav1.GetOptions{})
 			if err != nil {
 				r.Err = "unreachable with its own credentials: " + shortErr(err)
-				return
+				return nil
 			}
 			r.UID = string(ns.UID)
-		}(r)
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // each record keeps its own error
 }
 
 func shortErr(err error) string {

@@ -204,7 +204,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.Steps = len(p.Steps)
+	r.Steps = len(p.Stages[0].Steps)
 	if r.PlanVerbs, r.PlanGets, _, err = audit(c.cp, planUser); err != nil {
 		b.Fatal(err)
 	}
@@ -321,15 +321,15 @@ func compilePlan(b *testing.B, ctx context.Context, c *cluster) ([]phaseWrites, 
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := scan.Run(ctx, admin, scan.Options{})
+	rep, err := scan.Run(ctx, []scan.Target{{Clients: admin}}, scan.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := plan.Build(res, time.Now())
+	p, err := plan.Build(rep, plan.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	phases, n, err := compile(p, res.Footprint.Inv)
+	phases, n, err := compile(&p.Stages[0], rep.Host().Footprint.Inv)
 	if err != nil {
 		b.Fatal(err)
 	}

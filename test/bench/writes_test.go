@@ -44,7 +44,7 @@ type phaseWrites struct {
 // compile turns a plan into its writes, using the plan-time inventory for
 // what a patch must send. Knowing the objects' state for free is generous to
 // the floor and the baseline: ks-clean re-reads each object it patches.
-func compile(p *api.Plan, inv *inventory.Inventory) ([]phaseWrites, int, error) {
+func compile(p *api.Stage, inv *inventory.Inventory) ([]phaseWrites, int, error) {
 	var out []phaseWrites
 	n := 0
 	for _, ph := range api.Phases {

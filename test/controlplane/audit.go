@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,8 +20,10 @@ import (
 type AuditEvent struct {
 	Stage      string `json:"stage"`
 	RequestURI string `json:"requestURI"`
-	Verb       string `json:"verb"`
-	User       struct {
+	// RequestReceived is when the apiserver received the request.
+	RequestReceived time.Time `json:"requestReceivedTimestamp"`
+	Verb            string    `json:"verb"`
+	User            struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	ObjectRef *struct {
