@@ -47,6 +47,11 @@ func TestLostLeaseStopsWrites(t *testing.T) {
 	if takeErr != nil {
 		t.Fatalf("take the Lease: %v", takeErr)
 	}
+	for _, s := range res.AllSteps() {
+		if s.Status != uninstall.StatusDone {
+			t.Logf("first run: %s %s %s: %s", s.ID, s.Status, s.Target, s.Detail)
+		}
+	}
 	var lost *uninstall.LeaseLostError
 	if !errors.As(err, &lost) || lost.Holder != other || !errors.Is(err, api.ErrLeaseLost) {
 		t.Fatalf("apply after its Lease was taken: err = %v, want a lost Lease naming %s", err, other)

@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/pager"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/go-openapi/jsonpointer"
 	"github.com/ks-clean/ks-clean/api"
@@ -65,7 +64,7 @@ func (x *executor) exec(s *api.Step) (string, string) {
 		return StatusSkipped, "its type no longer exists, so neither does it"
 	}
 	var detail string
-	err := retry.OnError(kube.Backoff, retriable, func() error {
+	err := kube.RetryIf(x.writeCtx, retriable, func() error {
 		var err error
 		switch s.Action {
 		case api.ActionScale:

@@ -30,14 +30,21 @@ func Retriable(err error) bool {
 
 // Retry runs fn until it succeeds, fails for good, Backoff runs out or ctx
 // ends (then ctx's error is returned: a Ctrl-C is not waited out).
-func Retry(ctx context.Context, fn func() error) error {
+func Retry(ctx context.Context, fn func() error) error { return RetryIf(ctx, Retriable, fn) }
+
+// RetryIf is Retry with its own test of what is worth another try. Unlike
+// client-go's retry.OnError, it never turns a failure into success: OnError
+// returns nil when fn's first error is a context error (wait.Interrupted
+// takes it for its own timeout), which would count a write cancelled by a
+// lost Lease as done.
+func RetryIf(ctx context.Context, retriable func(error) bool, fn func() error) error {
 	var last error
 	err := wait.ExponentialBackoffWithContext(ctx, Backoff, func(context.Context) (bool, error) {
 		last = fn()
 		switch {
 		case last == nil:
 			return true, nil
-		case Retriable(last):
+		case retriable(last):
 			return false, nil
 		}
 		return false, last
