@@ -175,13 +175,20 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	for _, st := range stages {
-		if _, err := st.preflight(ctx); err != nil {
+	targets := make([]map[string]*resolved, len(stages))
+	for i, st := range stages {
+		if targets[i], err = st.preflight(ctx); err != nil {
 			return res, st.wrap(err)
 		}
 	}
-	for _, st := range stages {
-		sr, err := st.run(ctx)
+	for i, st := range stages {
+		// The first stage starts right after its check; a later one is
+		// checked again: its cluster may have changed while earlier stages
+		// ran.
+		if i > 0 {
+			targets[i] = nil
+		}
+		sr, err := st.run(ctx, targets[i])
 		res.add(sr, len(stages) > 1)
 		if err != nil {
 			if len(stages) > 1 {

@@ -46,18 +46,20 @@ func (a *stage) wrap(err error) error {
 	return fmt.Errorf("stage %s: %w", a.Plan.Name, err)
 }
 
-// run applies the stage; its preflight ran already, and runs again here:
-// the cluster may have changed while earlier stages ran.
-func (a *stage) run(ctx context.Context) (*StageResult, error) {
+// run applies the stage. targets are its preflight's, if it just ran;
+// else the preflight runs first.
+func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageResult, error) {
 	res := &StageResult{Name: a.Plan.Name, Context: a.Plan.Cluster.Context, BackupDir: a.BackupDir, Steps: []StepResult{}}
 	if a.DryRun {
 		res.BackupDir = filepath.Join(a.BackupDir, "dry-run")
 	}
 
 	// Preflight: every refusal comes before the first write.
-	targets, err := a.preflight(ctx)
-	if err != nil {
-		return res, err
+	var err error
+	if targets == nil {
+		if targets, err = a.preflight(ctx); err != nil {
+			return res, err
+		}
 	}
 	if err := os.MkdirAll(a.BackupDir, 0o700); err != nil {
 		return res, api.Refuse(api.FixBackupDir, "backup directory %s: %w", a.BackupDir, err)
@@ -258,6 +260,22 @@ func (a *stage) checkDrift(ctx context.Context) error {
 func (a *stage) resolve(ctx context.Context) (map[string]*resolved, error) {
 	type kinds map[string]metav1.APIResource
 	served := map[string]kinds{} // group/version -> kind -> resource; nil: not served
+	// The server's list of group/versions says at once which are gone (a
+	// resumed apply deleted their CRDs): asking each of those would wait out
+	// retries on the answers of an aggregator that has not caught up.
+	var groups *metav1.APIGroupList
+	if err := kube.Retry(ctx, func() (err error) {
+		groups, err = a.Clients.Discovery.ServerGroups()
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("discover API groups: %w", err)
+	}
+	listed := map[string]bool{"v1": true}
+	for _, g := range groups.Groups {
+		for _, v := range g.Versions {
+			listed[v.GroupVersion] = true
+		}
+	}
 	out := map[string]*resolved{}
 	for _, s := range a.Plan.Steps {
 		r := &resolved{}
@@ -270,7 +288,7 @@ func (a *stage) resolve(ctx context.Context) (map[string]*resolved, error) {
 			return nil, api.Refuse(api.FixNewPlan, "step %s: apiVersion %q: %w", s.ID, s.Target.APIVersion, err)
 		}
 		ks, seen := served[gv.String()]
-		if !seen {
+		if !seen && listed[gv.String()] {
 			var list *metav1.APIResourceList
 			err := kube.Retry(ctx, func() (err error) {
 				list, err = a.Clients.Discovery.ServerResourcesForGroupVersion(gv.String())
