@@ -128,9 +128,6 @@ func Run(ctx context.Context, all []Target, o Options) (*Report, error) {
 			})
 		}
 	}
-	if r.Findings == nil {
-		r.Findings = []api.Finding{}
-	}
 	hazard.SortFindings(r.Findings)
 	return r, nil
 }

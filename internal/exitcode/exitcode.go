@@ -1,6 +1,7 @@
 // Package exitcode gives ks-clean's exit codes a meaning runbooks and CI can
-// rely on. Library code returns New(code, err); main maps any error to its
-// code with Of, so a code survives fmt.Errorf("...: %w", err) wrapping.
+// rely on. Only the CLI (internal/cli) uses it: libraries return typed errors
+// (api.Refusal, …) and the CLI maps them; New attaches a code to an error and
+// Of reads it back through fmt.Errorf("...: %w", err) wrapping.
 package exitcode
 
 import "errors"

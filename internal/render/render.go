@@ -107,7 +107,9 @@ func (s Style) Findings(w io.Writer, fs []api.Finding) {
 // namespaces holds.
 func (s Style) Plan(w io.Writer, p *api.Plan, holds map[string]map[string]string) {
 	if st := p.Single(); st != nil {
-		s.stage(w, st, p.CreatedAt, holds[st.Cluster.Context])
+		one := *st
+		one.Findings = append(append([]api.Finding(nil), st.Findings...), p.Findings...)
+		s.stage(w, &one, p.CreatedAt, holds[st.Cluster.Context])
 		return
 	}
 	var members []string

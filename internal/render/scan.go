@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan"
 )
 
@@ -16,7 +17,13 @@ func (s Style) Scan(w io.Writer, rep *scan.Report) {
 			fmt.Fprintln(w)
 		}
 		s.Header(w, res.Cluster, res.KubeSphere)
-		s.Findings(w, res.Findings)
+		findings := res.Findings
+		if !multi {
+			// A host scanned alone still reports its records of other
+			// clusters.
+			findings = append(append([]api.Finding(nil), findings...), rep.Findings...)
+		}
+		s.Findings(w, findings)
 		for _, note := range res.Warnings {
 			fmt.Fprintf(w, "note: %s\n", note)
 		}
