@@ -149,8 +149,14 @@ func start(r *scan.Result) *builder {
 		}
 	}
 	for ph, ms := range b.members {
-		order := rule(ph).Order
-		sort.SliceStable(ms, func(i, j int) bool { return order.of(ms[i].Obj) < order.of(ms[j].Obj) })
+		r := rule(ph)
+		sort.SliceStable(ms, func(i, j int) bool {
+			ci, cj := r.categoryRank(ms[i].Category), r.categoryRank(ms[j].Category)
+			if ci != cj {
+				return ci < cj
+			}
+			return r.Order.of(ms[i].Obj) < r.Order.of(ms[j].Obj)
+		})
 	}
 	b.add(api.PhasePreflight, api.ActionVerify, b.kubeSystem, "the cluster is the one planned (kube-system UID), and the plan is current", nil)
 

@@ -70,10 +70,12 @@ func (r Rank) of(o *inventory.Object) int {
 type PhaseRule struct {
 	Phase api.Phase
 	// Categories are the footprint categories whose members this phase
-	// acts on (see Placements for categories split across phases).
+	// acts on, in this order (see Placements for categories split across
+	// phases: their members come after).
 	Categories []footprint.Category
-	Order      Rank
-	Wait       Wait
+	// Order ranks the members of one category.
+	Order Rank
+	Wait  Wait
 	// What and Why are the phase's row in docs/safety-model.md.
 	What, Why string
 }
@@ -142,6 +144,17 @@ var Table = []PhaseRule{
 		What: "delete cluster RBAC made by or for KubeSphere/KubeFed", Why: "last, so a half-done run keeps its permissions"},
 	{Phase: api.PhaseVerify,
 		What: "rescan: nothing left, every protected object present with its UID"},
+}
+
+// categoryRank orders a phase's members by category: the phase's own in
+// the order it lists them, then those placed in it from other categories.
+func (r PhaseRule) categoryRank(c footprint.Category) int {
+	for i, own := range r.Categories {
+		if own == c {
+			return i
+		}
+	}
+	return len(r.Categories)
 }
 
 // rule returns the table's row for a phase.

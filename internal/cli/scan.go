@@ -74,7 +74,7 @@ func (o *scanOptions) run(c *cli.Context) (*scan.Report, error) {
 	rep, err := scan.Run(c.Context, targets, o.options())
 	stop()
 	if err != nil {
-		return nil, explain(fmt.Errorf("scan %s: %w", host.Server, err), host.Server)
+		return nil, explain(err, host.Server)
 	}
 	if g.verbose {
 		for _, r := range rep.Clusters {
