@@ -41,7 +41,7 @@ test-long: testbin
 # docs/benchmarks.md.
 bench: testbin
 	@bash scripts/testbin.sh kubectl >/dev/null
-	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -run '^$$' -bench . -benchtime 3x -benchmem -timeout 60m ./teardown/
+	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -run '^$$' -bench . -benchtime 3x -benchmem -timeout 60m ./plan/
 	@mkdir -p bin
 	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh kubectl | tail -n 1)" KS_BENCH_REPORT="$${KS_BENCH_REPORT:-$(CURDIR)/bin/bench-report.md}" \
 	  $(GO) test -run '^$$' -bench BenchmarkTeardown -benchtime 1x -timeout 240m ./test/bench/
