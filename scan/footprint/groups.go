@@ -63,9 +63,11 @@ var systemNamespaces = map[string]bool{
 
 // IsSystemNamespaceName: a namespace KubeSphere/KubeFed create for
 // themselves, whether or not it still exists (a webhook or APIService can
-// outlive its namespace).
+// outlive its namespace). Only the names they are known to use count: a
+// user's namespace may well be called kubesphere-something, and a name that
+// merely looks like KubeSphere's is no evidence.
 func IsSystemNamespaceName(ns string) bool {
-	return !kubernetesNamespaces[ns] && (systemNamespaces[ns] || strings.HasPrefix(ns, "kubesphere-"))
+	return !kubernetesNamespaces[ns] && systemNamespaces[ns]
 }
 
 // releaseNames are Helm releases KubeSphere and KubeFed install outside
