@@ -26,6 +26,9 @@ const (
 	FixWait Fix = "wait"
 	// FixProtect: a namespace that must be kept is missing or deleted.
 	FixProtect Fix = "protect"
+	// FixBlocker: something the plan cannot remove keeps the teardown
+	// from finishing (the refusal names it and the ways out).
+	FixBlocker Fix = "blocker"
 	// FixMembers: the host and member clusters given do not fit together.
 	FixMembers Fix = "members"
 )

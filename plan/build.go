@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -15,6 +16,7 @@ import (
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/footprint"
+	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/scan/inventory"
 )
 
@@ -67,6 +69,9 @@ func Build(r *scan.Report, o Options) (*api.Plan, error) {
 		for j := range st.Steps {
 			st.Steps[j].Cluster = st.Cluster.Context
 		}
+		if err := blockers(st); err != nil {
+			return nil, err
+		}
 	}
 	if err := Validate(p); err != nil {
 		return nil, fmt.Errorf("internal error, refusing to write an unsafe plan: %w", err)
@@ -75,6 +80,54 @@ func Build(r *scan.Report, o Options) (*api.Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// blockers refuses a stage that deletes namespaces while an APIService it
+// keeps is unavailable: the namespace controller must discover every API
+// group to empty a namespace, so each deletion would hang until apply's
+// phase timeout. What is KubeSphere's is already removed before the
+// namespaces (disarm); anything else is the user's call.
+func blockers(st *api.Stage) error {
+	removed, namespaces := map[string]bool{}, 0
+	for _, s := range st.Steps {
+		switch {
+		case s.Action == api.ActionDelete && s.Target.Kind == "APIService":
+			removed[s.Target.Name] = true
+		case s.Action == api.ActionDelete && s.Target.Kind == "Namespace":
+			namespaces++
+		}
+	}
+	if namespaces == 0 {
+		return nil
+	}
+	var msgs, names []string
+	for _, f := range st.Findings {
+		if f.ID != hazard.APIServiceDown {
+			continue
+		}
+		for _, o := range f.Objects {
+			if !removed[o.Name] {
+				msgs, names = append(msgs, f.Message), append(names, o.Name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	flags := ""
+	for _, n := range names {
+		flags += " --remove-apiservice " + n
+	}
+	return api.Refuse(api.FixBlocker, "refusing to plan%s: %s; nothing shows it is KubeSphere's, and while it is unavailable none of the %d namespaces to delete can finish terminating. "+
+		"Either bring its backend back, or delete it yourself if nothing needs its API (kubectl delete apiservice %s), or plan again with%s to have apply remove it (backed up first)",
+		stageSuffix(st), strings.Join(msgs, "; "), namespaces, strings.Join(names, " "), flags)
+}
+
+func stageSuffix(st *api.Stage) string {
+	if st.Kind == api.StageCluster {
+		return ""
+	}
+	return " (stage " + st.Name + ")"
 }
 
 // teardown is the whole teardown of one cluster, phase by phase as the

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -266,7 +267,13 @@ func (x *executor) waitPhase(ctx context.Context, ph api.Phase) (string, error) 
 	defer cancel()
 	defer context.AfterFunc(x.writeCtx, cancel)()
 	var failed error
+	stuckSince := map[string]time.Time{}
 	err := wait.PollUntilContextTimeout(wctx, 500*time.Millisecond, x.PhaseTimeout, true, func(ctx context.Context) (bool, error) {
+		if ph == api.PhaseNamespaces {
+			if failed = x.stuckNamespaces(ctx, pending, stuckSince); failed != nil {
+				return false, failed
+			}
+		}
 		present := x.presentByList(ctx, pending)
 		var left []*api.Step
 		for _, s := range pending {
@@ -328,6 +335,77 @@ func (x *executor) waitPhase(ctx context.Context, ph api.Phase) (string, error) 
 		names = append(names, s.Target.String())
 	}
 	return "", &PhaseTimeoutError{Phase: ph, After: x.PhaseTimeout, Pending: names}
+}
+
+// stuckGrace is how long a namespace may report that its deletion cannot
+// proceed before apply says so: the namespace controller retries, and a
+// discovery hiccup clears by itself; an unavailable APIService does not.
+const stuckGrace = 10 * time.Second
+
+// stuckNamespaces reads the conditions of the namespaces being deleted and
+// fails as soon as one has said for stuckGrace that its deletion cannot
+// finish (discovery or content deletion failing), naming the cause, rather
+// than waiting out the phase timeout.
+func (x *executor) stuckNamespaces(ctx context.Context, pending []*api.Step, since map[string]time.Time) error {
+	want := map[string]bool{}
+	for _, s := range pending {
+		if s.Action == api.ActionDelete && s.Target.Kind == "Namespace" {
+			want[s.Target.Name] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	var stuck []string
+	err := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return x.Clients.Kube.CoreV1().Namespaces().List(ctx, opts)
+	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
+		ns := o.(*corev1.Namespace)
+		if !want[ns.Name] {
+			return nil
+		}
+		cause := blockedBy(ns)
+		if cause == "" {
+			delete(since, ns.Name)
+			return nil
+		}
+		if _, ok := since[ns.Name]; !ok {
+			since[ns.Name] = time.Now()
+		}
+		if time.Since(since[ns.Name]) >= stuckGrace {
+			stuck = append(stuck, fmt.Sprintf("namespace %s: %s", ns.Name, cause))
+		}
+		return nil
+	})
+	if err != nil || len(stuck) == 0 {
+		return nil // the presence check below reads again; a failed read is not a verdict
+	}
+	return &StuckError{Phase: api.PhaseNamespaces, Causes: stuck}
+}
+
+// blockedBy is the first condition by which the namespace controller says a
+// deletion cannot finish.
+func blockedBy(ns *corev1.Namespace) string {
+	for _, c := range ns.Status.Conditions {
+		switch c.Type {
+		case corev1.NamespaceDeletionDiscoveryFailure, corev1.NamespaceDeletionGVParsingFailure, corev1.NamespaceDeletionContentFailure:
+			if c.Status == corev1.ConditionTrue {
+				return fmt.Sprintf("%s: %s", c.Type, c.Message)
+			}
+		}
+	}
+	return ""
+}
+
+// StuckError: a phase's deletions cannot finish, for causes the cluster
+// states.
+type StuckError struct {
+	Phase  api.Phase
+	Causes []string
+}
+
+func (e *StuckError) Error() string {
+	return fmt.Sprintf("phase %s cannot finish: %s; remove the cause (an unavailable APIService: bring its backend back or delete it), then run apply again: it resumes", e.Phase, strings.Join(e.Causes, "; "))
 }
 
 // PhaseTimeoutError: a phase's deletions were not finished in time.

@@ -36,6 +36,7 @@ A member registered in another host is refused (exit 2).`,
 		Flags: append(o.flags(),
 			&cli.StringFlag{Name: "out", Destination: &out, Usage: "save the plan to this file (JSON, mode 0600)"},
 			&cli.StringSliceFlag{Name: "protect", Destination: &protect, Usage: "namespace that must survive (repeatable): refuse to plan if it does not exist or the plan would delete it"},
+			&cli.StringSliceFlag{Name: "remove-apiservice", Destination: &o.removeAPI, Usage: "also remove this APIService (repeatable): for an unavailable one that is not KubeSphere's, which would keep every namespace deletion from finishing; plan refuses and names it"},
 			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.keepLabels, Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
 		),
 		Action: func(c *cli.Context) error {

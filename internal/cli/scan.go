@@ -20,6 +20,7 @@ type scanOptions struct {
 	clusterTimeout time.Duration
 	members        cli.StringSlice
 	keepLabels     bool
+	removeAPI      cli.StringSlice
 }
 
 func (o *scanOptions) flags() []cli.Flag {
@@ -43,6 +44,7 @@ func (o *scanOptions) options() scan.Options {
 	so := scan.Options{}
 	so.Inventory.Concurrency = o.concurrency
 	so.Footprint.KeepWorkspaceLabels = o.keepLabels
+	so.Footprint.RemoveAPIServices = o.removeAPI.Value()
 	so.Hazard = hazard.Options{Timeout: o.clusterTimeout, Concurrency: o.concurrency}
 	return so
 }

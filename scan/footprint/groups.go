@@ -17,12 +17,22 @@ func IsKubeFedGroup(g string) bool {
 	return g == "kubefed.io" || strings.HasSuffix(g, ".kubefed.io")
 }
 
-// AppGroup is the application CRD group KubeSphere installs; other software
-// uses it too, so it counts only where KubeSphere is present.
-const AppGroup = "app.k8s.io"
+// IsFootprintGroup: an API group whose every object is KubeSphere's or
+// KubeFed's. Groups KubeSphere installs but shares with other software
+// (app.k8s.io, monitoring.coreos.com, snapshot.storage.k8s.io…) are not:
+// their objects and types are judged one by one.
+func IsFootprintGroup(g string) bool { return IsKubeSphereGroup(g) || IsKubeFedGroup(g) }
 
 // FullGroup reports whether an inventory should list a group's objects whole.
-func FullGroup(g string) bool { return IsKubeSphereGroup(g) || IsKubeFedGroup(g) || g == AppGroup }
+func FullGroup(g string) bool { return IsFootprintGroup(g) }
+
+// LooksLikeKubeSphere reports a name that mentions KubeSphere or KubeFed.
+// It is never evidence: what looks so and is kept is reported, for a
+// reviewer to see the edges of the plan.
+func LooksLikeKubeSphere(name string) bool {
+	n := strings.ToLower(name)
+	return strings.Contains(n, "kubesphere") || strings.Contains(n, "kubefed")
+}
 
 // Labels, annotations and finalizers KubeSphere and KubeFed set.
 const (
@@ -70,18 +80,33 @@ func IsSystemNamespaceName(ns string) bool {
 	return !kubernetesNamespaces[ns] && systemNamespaces[ns]
 }
 
-// releaseNames are Helm releases KubeSphere and KubeFed install outside
-// their own namespaces, or whose name alone identifies them.
-var releaseNames = map[string]bool{
-	"ks-core": true, "ks-crds": true, "kubefed": true, "ks-redis": true, "ks-openldap": true, "ks-minio": true,
+// LabelSystemWorkspace is the value ks-installer labels the namespaces it
+// installs into with (kubesphere.io/workspace).
+const LabelSystemWorkspace = "system-workspace"
+
+// LabelBootstrapping marks Kubernetes' own RBAC (cluster-admin, view…),
+// which KubeSphere's installer annotates but never owns.
+const LabelBootstrapping = "kubernetes.io/bootstrapping"
+
+// installerComponents: what ks-installer 3.x installs outside KubeSphere's
+// own namespaces when its ClusterConfiguration switches a component on: the
+// Helm releases ("namespace/name") and the namespaces it creates for them
+// (and labels as system-workspace). The ClusterConfiguration is the
+// installer's own record; a release or namespace counts as KubeSphere's
+// only when the switch is on and the cluster holds exactly that one.
+var installerComponents = []struct {
+	Switch     []string // path in spec
+	On         string   // value that means on ("true" for booleans)
+	Releases   []string
+	Namespaces []string
+}{
+	{[]string{"devops", "enabled"}, "true", []string{"argocd/devops"}, []string{"argocd"}},
+	{[]string{"servicemesh", "enabled"}, "true", []string{"istio-system/jaeger-operator", "istio-system/kiali-operator"}, []string{"istio-system"}},
+	{[]string{"edgeruntime", "enabled"}, "true", []string{"kubeedge/cloudcore"}, []string{"kubeedge"}},
+	{[]string{"kubeedge", "enabled"}, "true", []string{"kubeedge/cloudcore"}, []string{"kubeedge"}},
+	{[]string{"gatekeeper", "enabled"}, "true", []string{"gatekeeper-system/gatekeeper"}, []string{"gatekeeper-system"}},
+	{[]string{"network", "topology", "type"}, "weave-scope", nil, []string{"weave"}},
 }
 
 // Never deleted, whatever labels or owners say: Kubernetes' own namespaces.
 var kubernetesNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true}
-
-// IsKubeSphereClusterRBACName: cluster-scoped RBAC that KubeSphere or KubeFed
-// name after themselves.
-func IsKubeSphereClusterRBACName(name string) bool {
-	return strings.Contains(name, "kubesphere") || strings.HasPrefix(name, "kubefed") ||
-		strings.HasPrefix(name, "system:kubefed") || name == "ks-installer"
-}

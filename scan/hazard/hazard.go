@@ -59,6 +59,7 @@ func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]api.Finding
 	out = append(out, apiServices(f)...)
 	out = append(out, stuckNamespaces(f)...)
 	out = append(out, kubeFedLeftovers(f)...)
+	out = append(out, kept(f)...)
 	SortFindings(out)
 	return out, records
 }
@@ -426,4 +427,32 @@ func limit(objs []*inventory.Object, n int) []*inventory.Object {
 		return objs[:n]
 	}
 	return objs
+}
+
+// kept reports what the teardown keeps although it looks like KubeSphere's,
+// one finding per reason, naming every object.
+func kept(f *footprint.Footprint) []api.Finding {
+	var out []api.Finding
+	at := map[string]int{}
+	for _, k := range f.Kept {
+		key := k.ID + "\x00" + k.Reason
+		i, ok := at[key]
+		if !ok {
+			sev := api.Info
+			if k.ID == footprint.KeptNamespace || k.ID == footprint.KeptSharedType {
+				sev = api.Warning
+			}
+			at[key], i = len(out), len(out)
+			out = append(out, api.Finding{ID: k.ID, Severity: sev, Message: k.Reason})
+		}
+		out[i].Objects = append(out[i].Objects, refs(k.Obj)...)
+	}
+	for i := range out {
+		names := make([]string, 0, len(out[i].Objects))
+		for _, r := range out[i].Objects {
+			names = append(names, r.String())
+		}
+		out[i].Message = fmt.Sprintf("kept %s: %s", strings.Join(names, ", "), out[i].Message)
+	}
+	return out
 }

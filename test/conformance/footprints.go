@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/ks-clean/ks-clean/test/fixture"
@@ -38,7 +40,24 @@ var (
 		"ks-3.3.1/federated-types.yaml",
 	}
 	KS413Files = []string{"ks-4.1.3/ks-core.yaml"}
+	// KS341Files are a full 3.4.1 install with every component on, in the
+	// README's order; namespace-labels.yaml is merged into namespaces.
+	KS341Files = []string{
+		"ks-3.4.1/ks-installer.yaml", "ks-3.4.1/cluster-configuration.yaml", "ks-3.4.1/namespace-labels.yaml",
+		"ks-3.4.1/ks-core.yaml", "ks-3.4.1/ks-core-init.yaml", "ks-3.4.1/snapshot-controller.yaml",
+		"ks-3.4.1/redis.yaml", "ks-3.4.1/openldap.yaml", "ks-3.4.1/minio.yaml", "ks-3.4.1/opensearch.yaml",
+		"ks-3.4.1/elasticsearch-curator.yaml", "ks-3.4.1/fluentbit-operator.yaml", "ks-3.4.1/metrics-server.yaml",
+		"ks-3.4.1/ks-monitor.yaml", "ks-3.4.1/notification-manager.yaml", "ks-3.4.1/gpu-monitoring.yaml",
+		"ks-3.4.1/alerting.yaml", "ks-3.4.1/logging.yaml", "ks-3.4.1/events.yaml", "ks-3.4.1/auditing.yaml",
+		"ks-3.4.1/devops.yaml", "ks-3.4.1/argocd.yaml", "ks-3.4.1/servicemesh.yaml", "ks-3.4.1/openpitrix.yaml",
+		"ks-3.4.1/edgeruntime.yaml", "ks-3.4.1/gatekeeper.yaml", "ks-3.4.1/kubefed.yaml",
+		"ks-3.4.1/federated-types.yaml", "ks-3.4.1/network-topology.yaml",
+	}
 )
+
+// labelMerges is the file whose Namespaces only carry labels the installer
+// adds to namespaces that exist (kubectl label ns).
+const labelMerges = "namespace-labels.yaml"
 
 // EnvDir overrides where the footprints folder is.
 const EnvDir = "KS_FOOTPRINTS_DIR"
@@ -73,14 +92,27 @@ func Dir() (string, bool) {
 	return dir, err == nil && st.IsDir()
 }
 
+// fileNamespaces are the README's "objects without namespace go to" column
+// (the same for the files 3.3.1 and 3.4.1 share); kubesphere-system for the
+// rest.
+var fileNamespaces = map[string]string{
+	"kubefed.yaml": "kube-federation-system", "federated-types.yaml": "kube-federation-system",
+	"snapshot-controller.yaml": "kube-system", "metrics-server.yaml": "kube-system",
+	"opensearch.yaml": "kubesphere-logging-system", "elasticsearch-curator.yaml": "kubesphere-logging-system",
+	"fluentbit-operator.yaml": "kubesphere-logging-system", "logging.yaml": "kubesphere-logging-system",
+	"events.yaml": "kubesphere-logging-system", "auditing.yaml": "kubesphere-logging-system",
+	"ks-monitor.yaml": "kubesphere-monitoring-system", "notification-manager.yaml": "kubesphere-monitoring-system",
+	"gpu-monitoring.yaml": "kubesphere-monitoring-system", "alerting.yaml": "kubesphere-monitoring-system",
+	"devops.yaml": "kubesphere-devops-system", "argocd.yaml": "argocd", "servicemesh.yaml": "istio-system",
+	"edgeruntime.yaml": "kubeedge", "gatekeeper.yaml": "gatekeeper-system", "network-topology.yaml": "weave",
+}
+
 // ReleaseNamespace is where a real install puts the objects of file whose
-// template leaves metadata.namespace empty: the installer applies the KubeFed
-// chart and federated-types.yaml in kube-federation-system, everything else
-// (ks-core, ks-installer, cluster-configuration) in kubesphere-system.
+// template leaves metadata.namespace empty (the README's table): the
+// installer applies each role's manifests and charts in its namespace.
 func ReleaseNamespace(file string) string {
-	switch filepath.Base(file) {
-	case "kubefed.yaml", "federated-types.yaml":
-		return "kube-federation-system"
+	if ns := fileNamespaces[filepath.Base(file)]; ns != "" {
+		return ns
 	}
 	return "kubesphere-system"
 }
@@ -88,7 +120,10 @@ func ReleaseNamespace(file string) string {
 // Doc is one object of a manifest file.
 type Doc struct {
 	File string // as passed to Load
-	Obj  *unstructured.Unstructured
+	// Source is the document's "# Source:" comment: a chart's template
+	// path for what Helm installed, the installer's file otherwise.
+	Source string
+	Obj    *unstructured.Unstructured
 }
 
 // Skip is a document the loader did not create, and why.
@@ -117,6 +152,13 @@ type Loaded struct {
 	Superseded []Skip
 	// Failed are the documents the apiserver refused, one error each.
 	Failed []error
+	// Updated are objects that existed before the load (Kubernetes' own)
+	// which a document applied over.
+	Updated []*unstructured.Unstructured
+	// Merged are the namespaces namespace-labels.yaml added labels to.
+	Merged []string
+	// Releases are the Helm release records written ("namespace/name").
+	Releases []string
 }
 
 // Err joins Failed, or is nil when every document was created.
@@ -158,6 +200,8 @@ func knownSkip(o *unstructured.Unstructured) string {
 	return knownSkips[o.GetKind()+" "+o.GetName()]
 }
 
+var sourceLine = regexp.MustCompile(`(?m)^# Source: (\S+)`)
+
 // Parse reads the documents of the files (relative paths are under Dir),
 // skipping empty ones and expanding kind: List.
 func Parse(files ...string) ([]Doc, error) {
@@ -192,12 +236,16 @@ func Parse(files ...string) ([]Doc, error) {
 			if err := o.UnmarshalJSON(j); err != nil { // keeps integers as int64
 				return nil, fmt.Errorf("%s: document %d: %w", f, i, err)
 			}
+			var source string
+			if m := sourceLine.FindSubmatch(raw); m != nil {
+				source = string(m[1])
+			}
 			if !o.IsList() {
-				docs = append(docs, Doc{File: f, Obj: o})
+				docs = append(docs, Doc{File: f, Source: source, Obj: o})
 				continue
 			}
 			err = o.EachListItem(func(item runtime.Object) error {
-				docs = append(docs, Doc{File: f, Obj: item.(*unstructured.Unstructured)})
+				docs = append(docs, Doc{File: f, Source: source, Obj: item.(*unstructured.Unstructured)})
 				return nil
 			})
 			if err != nil {
@@ -211,10 +259,20 @@ func Parse(files ...string) ([]Doc, error) {
 // Load creates the files' objects in the README's order: namespaces, CRDs
 // (waiting until established and discoverable), everything else, and the
 // webhook configurations last, since from then on they refuse the writes they
-// match. Every object is recorded as fixture.Footprint. The error is for
-// what stops the load (unreadable files, a CRD never established); objects
-// the apiserver refuses for their content are in Loaded.Failed.
+// match. What Helm installed carries Helm's release annotations, and each
+// release gets its record (Helm's storage, the manifest it applied), as
+// `helm upgrade --install` leaves them. Every object is recorded as
+// fixture.Footprint. The error is for what stops the load (unreadable files,
+// a CRD never established); objects the apiserver refuses for their content
+// are in Loaded.Failed.
 func Load(ctx context.Context, s *fixture.Seeder, files ...string) (*Loaded, error) {
+	return LoadStaged(ctx, s, nil, files...)
+}
+
+// LoadStaged is Load with a step run just before the webhook configurations
+// are created: what KubeSphere's controllers make at run time is seeded
+// there, while the fail-closed webhooks do not refuse it yet.
+func LoadStaged(ctx context.Context, s *fixture.Seeder, beforeWebhooks func(context.Context) error, files ...string) (*Loaded, error) {
 	docs, err := Parse(files...)
 	if err != nil {
 		return nil, err
@@ -227,11 +285,15 @@ func Load(ctx context.Context, s *fixture.Seeder, files ...string) (*Loaded, err
 	// key uses the release namespace before scopes are known; a
 	// cluster-scoped object repeated across releases would show up in Failed
 	// as AlreadyExists rather than pass unnoticed.)
-	var unique []Doc
+	var unique, merges []Doc
 	at := map[string]int{}
 	for _, d := range docs {
 		if why := knownSkip(d.Obj); why != "" {
 			l.Skipped = append(l.Skipped, Skip{Doc: d, Reason: why})
+			continue
+		}
+		if filepath.Base(d.File) == labelMerges {
+			merges = append(merges, d)
 			continue
 		}
 		gvk := d.Obj.GroupVersionKind()
@@ -265,6 +327,11 @@ func Load(ctx context.Context, s *fixture.Seeder, files ...string) (*Loaded, err
 	if err := l.createNamespaces(ctx, s, unique, files); err != nil {
 		return l, err
 	}
+	for _, d := range merges {
+		if err := l.mergeLabels(ctx, s, d); err != nil {
+			l.Failed = append(l.Failed, fmt.Errorf("%s: labels of namespace %s: %w", d.File, d.Obj.GetName(), err))
+		}
+	}
 
 	for _, d := range crds {
 		if l.create(ctx, s, d) {
@@ -275,7 +342,9 @@ func Load(ctx context.Context, s *fixture.Seeder, files ...string) (*Loaded, err
 		return l, err
 	}
 
-	for _, group := range [][]Doc{rest, webhooks} {
+	releases := newReleases()
+	var ok [2][]Doc
+	for i, group := range [][]Doc{rest, webhooks} {
 		for _, d := range group {
 			_, namespaced, err := s.GVR(d.Obj)
 			if err != nil {
@@ -291,10 +360,47 @@ func Load(ctx context.Context, s *fixture.Seeder, files ...string) (*Loaded, err
 				// and keep the recorded Ref exact.
 				d.Obj.SetNamespace("")
 			}
-			l.create(ctx, s, d)
+			releases.adopt(d)
+			ok[i] = append(ok[i], d)
 		}
 	}
+	for _, d := range ok[0] {
+		l.create(ctx, s, d)
+	}
+	if err := releases.write(ctx, s, l); err != nil {
+		return l, err
+	}
+	if beforeWebhooks != nil {
+		if err := beforeWebhooks(ctx); err != nil {
+			return l, fmt.Errorf("before webhooks: %w", err)
+		}
+	}
+	for _, d := range ok[1] {
+		l.create(ctx, s, d)
+	}
 	return l, nil
+}
+
+// mergeLabels adds a labels-only Namespace document's labels to the
+// namespace, which must exist.
+func (l *Loaded) mergeLabels(ctx context.Context, s *fixture.Seeder, d Doc) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ns, err := s.Kube.CoreV1().Namespaces().Get(ctx, d.Obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		for k, v := range d.Obj.GetLabels() {
+			ns.Labels[k] = v
+		}
+		_, err = s.Kube.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
+		if err == nil {
+			l.Merged = append(l.Merged, d.Obj.GetName())
+		}
+		return err
+	})
 }
 
 // createNamespaces creates the Namespace documents as written, then every
@@ -347,12 +453,63 @@ func (l *Loaded) createNamespaces(ctx context.Context, s *fixture.Seeder, docs [
 // create creates one document, recording it in Created or Failed.
 func (l *Loaded) create(ctx context.Context, s *fixture.Seeder, d Doc) bool {
 	out, err := s.Create(ctx, fixture.Footprint, d.Obj)
+	if apierrors.IsAlreadyExists(err) && d.Obj.GetNamespace() == "" {
+		// The installer applies over some of Kubernetes' own objects
+		// (ClusterRole cluster-admin gets KubeSphere's annotations):
+		// kubectl apply updates them, and they stay Kubernetes'.
+		if err = l.applyOver(ctx, s, d); err == nil {
+			return true
+		}
+	}
 	if err != nil {
 		l.Failed = append(l.Failed, fmt.Errorf("%s: %w", d.File, err))
 		return false
 	}
 	l.Created = append(l.Created, out)
 	return true
+}
+
+// applyOver updates an object that existed before the load with a
+// document's fields, as kubectl apply does: labels and annotations are
+// merged, the other top-level fields replaced. The object is recorded as
+// protected: it is not KubeSphere's.
+func (l *Loaded) applyOver(ctx context.Context, s *fixture.Seeder, d Doc) error {
+	gvr, _, err := s.GVR(d.Obj)
+	if err != nil {
+		return err
+	}
+	ri := s.Dyn.Resource(gvr)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := ri.Get(ctx, d.Obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for k, v := range d.Obj.Object {
+			if k != "metadata" && k != "status" {
+				cur.Object[k] = v
+			}
+		}
+		for _, m := range []struct {
+			get func() map[string]string
+			set func(map[string]string)
+			add map[string]string
+		}{{cur.GetLabels, cur.SetLabels, d.Obj.GetLabels()}, {cur.GetAnnotations, cur.SetAnnotations, d.Obj.GetAnnotations()}} {
+			merged := m.get()
+			if merged == nil {
+				merged = map[string]string{}
+			}
+			for k, v := range m.add {
+				merged[k] = v
+			}
+			m.set(merged)
+		}
+		out, err := ri.Update(ctx, cur, metav1.UpdateOptions{})
+		if err == nil {
+			s.Record(fixture.Protected, out)
+			l.Updated = append(l.Updated, out)
+		}
+		return err
+	})
 }
 
 // waitCRDs waits until every CRD is Established and its kind resolves
