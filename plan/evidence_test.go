@@ -50,13 +50,13 @@ func TestPlanEvidenceNotNames(t *testing.T) {
 	}
 	users := []*unstructured.Unstructured{
 		u("v1", "Namespace", "", "kubesphere-logs-archive", nil),
-		u("v1", "ServiceAccount", fixture.StandaloneNamespace, "ci", nil),
+		u("v1", "ServiceAccount", "kubesphere-logs-archive", "ci", nil),
 		u("rbac.authorization.k8s.io/v1", "ClusterRole", "", "kubesphere-ci-viewer", map[string]any{
 			"rules": []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get", "list"}}},
 		}),
 		u("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "kubesphere-ci-viewer", map[string]any{
 			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubesphere-ci-viewer"},
-			"subjects": []any{saSubject(fixture.StandaloneNamespace, "ci")},
+			"subjects": []any{saSubject("kubesphere-logs-archive", "ci")},
 		}),
 	}
 	if err := st.Seeder.CreateAll(ctx, fixture.Footprint, leftovers); err != nil {

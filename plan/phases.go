@@ -139,7 +139,7 @@ var Table = []PhaseRule{
 	{Phase: api.PhaseNamespaces, Categories: []footprint.Category{footprint.CatNamespace}, Wait: WaitDeleted,
 		What: "delete KubeSphere/KubeFed system namespaces", Why: "never a user or Kubernetes namespace"},
 	{Phase: api.PhaseCRDs, Categories: []footprint.Category{footprint.CatCRD}, Wait: WaitDeleted,
-		What: "delete the CRDs of KubeSphere/KubeFed groups", Why: "their instances are gone (4)"},
+		What: "delete the CRDs of KubeSphere/KubeFed groups, and those a KubeSphere release installed whose every instance went", Why: "their instances are gone (4); a type with one instance of someone else's stays"},
 	{Phase: api.PhaseRBAC, Categories: []footprint.Category{footprint.CatRBAC, footprint.CatHelm},
 		What: "delete cluster RBAC made by or for KubeSphere/KubeFed", Why: "last, so a half-done run keeps its permissions"},
 	{Phase: api.PhaseVerify,

@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/uninstall"
@@ -124,6 +126,42 @@ func TestRealApplyBacksUpWhatChangedAfterDryRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(res.BackupDir, "dry-run", "index.json")); err != nil {
 		t.Errorf("the dry run's backup is not kept apart: %v", err)
+	}
+	e.assertNothingLost(t)
+}
+
+// A namespace whose deletion cannot finish (an aggregated API that appeared
+// after planning has no backend, so the namespace controller cannot
+// discover every group) stops apply with the cause the namespace states,
+// instead of a silent wait until the phase timeout; once the cause is gone,
+// the same apply resumes to the end and loses nothing.
+func TestStuckNamespaceReportedWithCause(t *testing.T) {
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	apiSvc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+		"metadata": map[string]any{"name": "v1.blocker.example.com"},
+		"spec": map[string]any{"group": "blocker.example.com", "version": "v1", "groupPriorityMinimum": int64(100), "versionPriority": int64(100),
+			"insecureSkipTLSVerify": true, "service": map[string]any{"namespace": "default", "name": "nothing-here", "port": int64(443)}},
+	}}
+	apiservices := e.s.Dyn.Resource(schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"})
+	if _, err := apiservices.Create(ctx, apiSvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.apply(t, e.plan, uninstall.Options{PhaseTimeout: 3 * time.Minute})
+	var stuck *uninstall.StuckError
+	if !errors.As(err, &stuck) || !strings.Contains(err.Error(), "NamespaceDeletionDiscoveryFailure") || !strings.Contains(err.Error(), "blocker.example.com") {
+		t.Fatalf("apply with a namespace that cannot finish: want a StuckError naming NamespaceDeletionDiscoveryFailure and the group, got %v", err)
+	}
+	t.Logf("apply stopped: %v", err)
+	e.assertNothingLost(t)
+
+	if err := apiservices.Delete(ctx, apiSvc.GetName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.apply(t, e.plan, uninstall.Options{})
+	if err != nil || !res.Verification.OK {
+		t.Fatalf("resumed apply: %v, %+v", err, res)
 	}
 	e.assertNothingLost(t)
 }

@@ -44,6 +44,9 @@ A member registered in another host is refused (exit 2).`,
 			if err != nil {
 				return err
 			}
+			if err := removedAPIServicesExist(rep, o.removeAPI.Value()); err != nil {
+				return err
+			}
 			p, err := plan.Build(rep, plan.Options{Protect: protect.Value()})
 			if err != nil {
 				return err
@@ -57,6 +60,23 @@ A member registered in another host is refused (exit 2).`,
 			return emit(c, o.output, p, func(w io.Writer) { style(c).Plan(w, p, holdsOf(rep)) })
 		},
 	}
+}
+
+// removedAPIServicesExist refuses a --remove-apiservice that names no
+// APIService of the scanned clusters: a typo must not pass for a decision.
+func removedAPIServicesExist(rep *scan.Report, names []string) error {
+	found := map[string]bool{}
+	for _, res := range rep.Clusters {
+		for _, a := range res.Footprint.Inv.OfKind("apiregistration.k8s.io", "APIService") {
+			found[a.GetName()] = true
+		}
+	}
+	for _, n := range names {
+		if !found[n] {
+			return api.Refuse(api.FixNone, "--remove-apiservice %s: no such APIService on the scanned clusters (kubectl get apiservices lists them)", n)
+		}
+	}
+	return nil
 }
 
 // holdsOf says, for each context and namespace, what the namespace holds.
