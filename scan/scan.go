@@ -59,6 +59,9 @@ type Counts struct {
 	HelmReleases     int `json:"helmReleases"`
 	// Detach counts users' objects tied to the footprint: they are kept.
 	Detach int `json:"detach"`
+	// Kept counts objects kept although they look like KubeSphere's (the
+	// kept-* findings name them).
+	Kept int `json:"kept"`
 }
 
 // Critical reports whether any finding is critical.
@@ -79,7 +82,7 @@ func Cluster(ctx context.Context, t Target, o Options) (*Result, error) {
 		ClusterReport: ClusterReport{
 			Cluster:    api.Cluster{UID: fp.Inv.KubeSystemUID, Server: fp.Inv.Server, Context: t.Context},
 			KubeSphere: fp.KubeSphere,
-			Footprint:  Counts{Objects: len(fp.Members), SystemNamespaces: len(fp.SystemNamespaces), HelmReleases: len(fp.Releases), Detach: len(fp.Detach)},
+			Footprint:  Counts{Objects: len(fp.Members), SystemNamespaces: len(fp.SystemNamespaces), HelmReleases: len(fp.Releases), Detach: len(fp.Detach), Kept: len(fp.Kept)},
 			Findings:   findings,
 			Warnings:   fp.Inv.Warnings,
 		},

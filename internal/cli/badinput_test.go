@@ -98,6 +98,7 @@ func TestBadInputTable(t *testing.T) {
 		{"concurrency 0", []string{"--kubeconfig", kc, "apply", good, "--confirm", "--concurrency", "0"}, nil, "--concurrency"},
 		{"protect: no such namespace", []string{"--kubeconfig", kc, "plan", "--protect", "prod-ws1-9"}, nil, "no namespace of that name"},
 		{"protect: a namespace the plan deletes", []string{"--kubeconfig", kc, "plan", "--protect", "kubesphere-system"}, nil, "move what you need out of it first"},
+		{"remove-apiservice: no such APIService", []string{"--kubeconfig", kc, "plan", "--remove-apiservice", "v1.nope.example.com"}, nil, "no such APIService"},
 		{"lease held", []string{"--kubeconfig", kc, "apply", good, "--confirm"}, leaseHeld, "another ks-clean apply holds the cluster"},
 	}
 	for _, c := range cases {

@@ -93,6 +93,7 @@ type Footprint struct {
 	Kept []*Kept
 
 	member map[types.UID]*Member
+	kept   map[types.UID]bool
 	// releases are the footprint releases ("namespace/name"); inRelease
 	// and inHooks the objects their manifests and hooks hold (see
 	// manifestKey).
@@ -141,7 +142,7 @@ func (f *Footprint) Remnants(limit int) []string {
 // API groups, Helm releases, the installer's record and labels, owners,
 // backends in removed namespaces. A name is never evidence.
 func Classify(inv *inventory.Inventory, o Options) *Footprint {
-	f := &Footprint{Inv: inv, SystemNamespaces: map[string]bool{}, member: map[types.UID]*Member{}, HostName: "host"}
+	f := &Footprint{Inv: inv, SystemNamespaces: map[string]bool{}, member: map[types.UID]*Member{}, kept: map[types.UID]bool{}, HostName: "host"}
 	compReleases, compNamespaces := installedComponents(inv)
 
 	// System namespaces: KubeSphere's and KubeFed's own, and those
@@ -180,9 +181,13 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 		for _, ns := range candidates {
 			n := ns.GetName()
 			if foreign := f.foreign(byNS[n]); len(foreign) > 0 {
+				// What is not KubeSphere's may depend on the component
+				// (users' Argo CD Applications on Argo CD): its releases
+				// stay too.
+				kept := f.dropComponentReleases(n, compReleases)
 				users = append(users, ns)
-				f.keep(ns, KeptNamespace, fmt.Sprintf("the installer created it for %s, but it holds objects nothing ties to KubeSphere (%s): kept; KubeSphere's releases in it are uninstalled",
-					compNamespaces[n], describeSome(foreign, 5)))
+				f.keep(ns, KeptNamespace, fmt.Sprintf("the installer created it for %s, but it holds objects nothing ties to KubeSphere (%s), which may depend on what runs there: kept, with %s",
+					compNamespaces[n], describeSome(foreign, 5), orNone(kept, "no KubeSphere release in it")))
 				continue
 			}
 			f.SystemNamespaces[n] = true
@@ -260,11 +265,10 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 
 // keep records a kept object once.
 func (f *Footprint) keep(obj *inventory.Object, id, why string) {
-	for _, k := range f.Kept {
-		if k.Obj == obj {
-			return
-		}
+	if f.kept[obj.GetUID()] {
+		return
 	}
+	f.kept[obj.GetUID()] = true
 	f.Kept = append(f.Kept, &Kept{Obj: obj, ID: id, Reason: why})
 }
 
@@ -560,6 +564,38 @@ func (f *Footprint) classifyReleases(inv *inventory.Inventory, extNames map[stri
 	}
 }
 
+// dropComponentReleases takes back the releases a component's evidence
+// alone made footprint in namespace ns, and says which.
+func (f *Footprint) dropComponentReleases(ns string, components map[string]string) []string {
+	var dropped []string
+	keep := f.Releases[:0]
+	for _, r := range f.Releases {
+		k := r.Namespace + "/" + r.Name
+		if r.Namespace == ns && components[k] != "" && !IsSystemNamespaceName(ns) {
+			dropped = append(dropped, "Helm release "+k)
+			delete(f.releases, k)
+			continue
+		}
+		keep = append(keep, r)
+	}
+	f.Releases = keep
+	for _, idx := range []map[string]string{f.inRelease, f.inHooks} {
+		for key, rel := range idx {
+			if !f.releases[rel] {
+				delete(idx, key)
+			}
+		}
+	}
+	return dropped
+}
+
+func orNone(ss []string, none string) string {
+	if len(ss) == 0 {
+		return none
+	}
+	return strings.Join(ss, ", ")
+}
+
 // index records, under manifestKey, the objects of a release's manifest.
 func index(into map[string]string, rel, relNS, manifest string) {
 	for _, m := range releaseutil.SplitManifests(manifest) {
@@ -619,15 +655,29 @@ func installedComponents(inv *inventory.Inventory) (releases, namespaces map[str
 
 // foreign lists the objects of a namespace that nothing ties to
 // KubeSphere: not of a footprint group or release, not made by Kubernetes
-// for what is, not owned by what is.
+// for what is (token Secrets of its ServiceAccounts, Endpoints of its
+// Services, claims of its StatefulSets), not owned by what is.
 func (f *Footprint) foreign(objs []*inventory.Object) []*inventory.Object {
 	ours := map[types.UID]bool{}
-	services := map[string]bool{}
+	made := map[string]bool{"ServiceAccount default": true, "ConfigMap kube-root-ca.crt": true}
+	var claimPrefixes []string
 	for _, o := range objs {
-		if IsFootprintGroup(o.Resource.GVR.Group) || f.helmReason(o) != "" || f.releaseRecord(o) {
-			ours[o.GetUID()] = true
-			if o.Resource.Kind == "Service" {
-				services[o.GetName()] = true
+		if !(IsFootprintGroup(o.Resource.GVR.Group) || f.helmReason(o) != "" || f.releaseRecord(o)) {
+			continue
+		}
+		ours[o.GetUID()] = true
+		switch o.Resource.Kind {
+		case "Service":
+			made["Endpoints "+o.GetName()] = true
+		case "ServiceAccount":
+			made["token "+o.GetName()] = true
+		case "StatefulSet":
+			if o.Content != nil {
+				tmpls, _, _ := unstructured.NestedSlice(o.Content.Object, "spec", "volumeClaimTemplates")
+				for _, t := range tmpls {
+					name, _, _ := unstructured.NestedString(t.(map[string]any), "metadata", "name")
+					claimPrefixes = append(claimPrefixes, name+"-"+o.GetName()+"-")
+				}
 			}
 		}
 	}
@@ -647,7 +697,13 @@ func (f *Footprint) foreign(objs []*inventory.Object) []*inventory.Object {
 	}
 	var out []*inventory.Object
 	for _, o := range objs {
-		if ours[o.GetUID()] || kubernetesMade(o, services) {
+		if ours[o.GetUID()] || made[o.Resource.Kind+" "+o.GetName()] {
+			continue
+		}
+		if sa := o.GetAnnotations()["kubernetes.io/service-account.name"]; o.Resource.Kind == "Secret" && (sa == "default" || made["token "+sa]) {
+			continue
+		}
+		if o.Resource.Kind == "PersistentVolumeClaim" && hasPrefix(o.GetName(), claimPrefixes) {
 			continue
 		}
 		out = append(out, o)
@@ -655,26 +711,21 @@ func (f *Footprint) foreign(objs []*inventory.Object) []*inventory.Object {
 	return out
 }
 
+// hasPrefix: s is one of the prefixes followed by an ordinal, as the
+// StatefulSet controller names its claims.
+func hasPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if n, ok := strings.CutPrefix(s, p); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // releaseRecord: a Helm release record (Secret) of a footprint release.
 func (f *Footprint) releaseRecord(o *inventory.Object) bool {
 	l := o.GetLabels()
 	return o.Resource.Kind == "Secret" && l["owner"] == "helm" && f.releases[o.GetNamespace()+"/"+l["name"]]
-}
-
-// kubernetesMade: what Kubernetes puts in every namespace, or makes for a
-// Service of ours.
-func kubernetesMade(o *inventory.Object, services map[string]bool) bool {
-	switch o.Resource.Kind {
-	case "ServiceAccount":
-		return o.GetName() == "default"
-	case "ConfigMap":
-		return o.GetName() == "kube-root-ca.crt"
-	case "Secret":
-		return o.GetAnnotations()["kubernetes.io/service-account.name"] == "default"
-	case "Endpoints":
-		return services[o.GetName()]
-	}
-	return false
 }
 
 func describeSome(objs []*inventory.Object, n int) string {
