@@ -234,9 +234,17 @@ func TestScanAndPlanContract(t *testing.T) {
 	if !alias {
 		t.Fatalf("no critical kubefed-cluster-alias in %s", out)
 	}
+	if rep.Footprint["kept"] == 0 {
+		t.Errorf("scan -o json counts no kept look-alike: %v", rep.Footprint)
+	}
+	// The text names every object kept although it looks like KubeSphere's.
+	text, _, _ := runCLI(t, "--kubeconfig", incident, "scan")
+	if !strings.Contains(text, "kept-namespace") || !strings.Contains(text, "Namespace/"+fixture.LookalikeNamespace) || !strings.Contains(text, "kept although they look like KubeSphere's") {
+		t.Errorf("scan text does not name the kept look-alike namespace %s:\n%s", fixture.LookalikeNamespace, text)
+	}
 
 	planFile := filepath.Join(t.TempDir(), "plan.json")
-	text, errOut, code := runCLI(t, "--kubeconfig", incident, "plan", "--out", planFile)
+	text, errOut, code = runCLI(t, "--kubeconfig", incident, "plan", "--out", planFile)
 	if code != 0 {
 		t.Fatalf("plan: exit %d\n%s", code, errOut)
 	}
