@@ -79,7 +79,7 @@ func TestPlanEvidenceNotNames(t *testing.T) {
 		}
 	}
 	for obj, id := range map[string]string{
-		"Namespace/kubesphere-logs-archive":     footprint.KeptNamespace,
+		"Namespace/kubesphere-logs-archive":       footprint.KeptNamespace,
 		"ClusterRole/kubesphere-ci-viewer":        footprint.KeptUnproven,
 		"ClusterRoleBinding/kubesphere-ci-viewer": footprint.KeptUnproven,
 	} {

@@ -140,7 +140,7 @@ func TestKS341Teardown(t *testing.T) {
 		untraced[r.Kind] = append(untraced[r.Kind], name)
 	}
 	for _, m := range []struct {
-		what string
+		what   string
 		byKind map[string][]string
 	}{{"kept, as the plan says", left}, {"kept, no trace of KubeSphere on them", untraced}} {
 		kinds := make([]string, 0, len(m.byKind))
@@ -232,4 +232,3 @@ func checkBackends(ctx context.Context, t *testing.T, s *fixture.Seeder) {
 		}
 	}
 }
-
