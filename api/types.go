@@ -112,8 +112,11 @@ var Phases = []Phase{PhasePreflight, PhaseQuiesce, PhaseDisarm, PhaseDetach, Pha
 type Action string
 
 const (
-	ActionScale         Action = "scale"
-	ActionPatch         Action = "patch"
+	ActionScale Action = "scale"
+	ActionPatch Action = "patch"
+	// ActionRetain sets a PersistentVolume's reclaim policy to Retain, so
+	// its data outlives the claim the teardown deletes.
+	ActionRetain        Action = "retain"
 	ActionDelete        Action = "delete"
 	ActionHelmUninstall Action = "helm-uninstall"
 	ActionWait          Action = "wait"
@@ -135,6 +138,10 @@ type Step struct {
 	Replicas *int64 `json:"replicas,omitempty"`
 	// Remove, for patch steps, is exactly what the patch takes away.
 	Remove *Removal `json:"remove,omitempty"`
+	// Claim, for retain steps, is the claim the volume is bound to, and
+	// ReclaimPolicy the policy found at planning time (to restore by hand).
+	Claim         *ObjectRef `json:"claim,omitempty"`
+	ReclaimPolicy string     `json:"reclaimPolicy,omitempty"`
 }
 
 // Removal lists what a detach or finalizer patch removes from an object's

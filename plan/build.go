@@ -27,6 +27,9 @@ type Options struct {
 	// Protect names namespaces that must survive: the plan is refused if
 	// one does not exist or would be deleted.
 	Protect []string
+	// DeleteVolumes lets the PersistentVolumes of claims that go follow
+	// their reclaim policy (by default they are switched to Retain first).
+	DeleteVolumes bool
 }
 
 // Build plans the teardown of a scan: one stage for a single cluster; for a
@@ -49,7 +52,7 @@ func Build(r *scan.Report, o Options) (*api.Plan, error) {
 	p := &api.Plan{APIVersion: api.APIVersion, Kind: api.KindPlan, CreatedAt: o.Now.UTC().Truncate(time.Second), Findings: r.Findings}
 	host := r.Host()
 	if len(r.Clusters) == 1 {
-		p.Stages = []api.Stage{teardown(host, api.StageCluster, "cluster")}
+		p.Stages = []api.Stage{teardown(host, api.StageCluster, "cluster", o)}
 	} else {
 		var records []*footprint.Member
 		for _, m := range r.Members() {
@@ -60,9 +63,9 @@ func Build(r *scan.Report, o Options) (*api.Plan, error) {
 		}
 		p.Stages = append(p.Stages, unjoin(host, records, r.Findings))
 		for _, m := range r.Members() {
-			p.Stages = append(p.Stages, teardown(m, api.StageMember, "member-"+m.Cluster.Context))
+			p.Stages = append(p.Stages, teardown(m, api.StageMember, "member-"+m.Cluster.Context, o))
 		}
-		p.Stages = append(p.Stages, teardown(host, api.StageHost, "host-"+host.Cluster.Context))
+		p.Stages = append(p.Stages, teardown(host, api.StageHost, "host-"+host.Cluster.Context, o))
 	}
 	for i := range p.Stages {
 		st := &p.Stages[i]
@@ -134,12 +137,23 @@ func stageSuffix(st *api.Stage) string {
 // table orders them: quiesce, disarm, detach what users keep, then remove
 // KubeFed, KubeSphere, Helm releases, system namespaces, CRDs and cluster
 // RBAC, and verify.
-func teardown(r *scan.Result, kind api.StageKind, name string) api.Stage {
+func teardown(r *scan.Result, kind api.StageKind, name string, o Options) api.Stage {
 	fp := r.Footprint
 	b := start(r)
 	protected := map[string]api.ObjectRef{}
 	for _, ns := range fp.UserNamespaces {
 		protected[string(ns.GetUID())] = idRef(ns)
+	}
+	if !o.DeleteVolumes {
+		// The data first: a claim's volume must outlive it before anything
+		// that could delete the claim runs.
+		for _, v := range fp.Volumes() {
+			protected[string(v.PV.GetUID())] = idRef(v.PV)
+			claim := idRef(v.Claim)
+			b.add(api.PhaseDetach, api.ActionRetain, v.PV.Ref(), fmt.Sprintf("keep the data of claim %s/%s, which goes: reclaim policy %s -> Retain", claim.Namespace, claim.Name, v.Policy), func(s *api.Step) {
+				s.Claim, s.ReclaimPolicy = &claim, v.Policy
+			})
+		}
 	}
 	for _, d := range fp.Detach {
 		protected[string(d.Obj.GetUID())] = idRef(d.Obj)

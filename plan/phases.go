@@ -118,8 +118,8 @@ var Table = []PhaseRule{
 	{Phase: api.PhaseDisarm, Categories: []footprint.Category{footprint.CatWebhook, footprint.CatAPIService},
 		What: "delete footprint webhooks and remote APIServices", Why: "(3): nothing later is refused"},
 	{Phase: api.PhaseDetach,
-		What: "users' objects lose ownerReferences into the footprint, KubeSphere/KubeFed finalizers and the `kubefed.io/managed` / `kubesphere.io/workspace` labels",
-		Why:  "(1): before anything that owns them goes"},
+		What: "PersistentVolumes of claims that go are switched to `Retain`; users' objects lose ownerReferences into the footprint, KubeSphere/KubeFed finalizers and the `kubefed.io/managed` / `kubesphere.io/workspace` labels",
+		Why:  "the data before any claim goes; (1): before anything that owns them goes"},
 	{Phase: api.PhaseKubeFed, Categories: []footprint.Category{footprint.CatKubeFed}, Wait: WaitDeleted,
 		// Federated copies go before the records and type configs that
 		// drive their propagation.

@@ -40,6 +40,11 @@ func Validate(p *api.Plan) error {
 	return nil
 }
 
+var knownActions = map[api.Action]bool{
+	api.ActionScale: true, api.ActionPatch: true, api.ActionRetain: true, api.ActionDelete: true,
+	api.ActionHelmUninstall: true, api.ActionWait: true, api.ActionVerify: true,
+}
+
 func validateStage(p *api.Stage) error {
 	rank := map[api.Phase]int{}
 	for i, r := range Table {
@@ -66,7 +71,7 @@ func validateStage(p *api.Stage) error {
 		}
 	}
 
-	prev := -1
+	prev, firstDataDelete := -1, -1
 	seen := map[string]bool{}
 	for i, s := range p.Steps {
 		r, ok := rank[s.Phase]
@@ -80,6 +85,9 @@ func validateStage(p *api.Stage) error {
 		prev = r
 		if seen[s.ID] {
 			fail(i, "duplicate step id")
+		}
+		if !knownActions[s.Action] {
+			fail(i, "unknown action %q (a plan made by a newer ks-clean?)", s.Action)
 		}
 		seen[s.ID] = true
 
@@ -100,8 +108,19 @@ func validateStage(p *api.Stage) error {
 				fail(i, "deletes namespace %s before every detach is done", t.Name)
 			}
 		}
-		if (s.Action == api.ActionPatch || s.Action == api.ActionDelete || s.Action == api.ActionHelmUninstall) && !isWebhook && t.Kind != "APIService" && firstOtherWrite < 0 {
+		if (s.Action == api.ActionPatch || s.Action == api.ActionRetain || s.Action == api.ActionDelete || s.Action == api.ActionHelmUninstall) && !isWebhook && t.Kind != "APIService" && firstOtherWrite < 0 {
 			firstOtherWrite = i
+		}
+		if (s.Action == api.ActionDelete || s.Action == api.ActionHelmUninstall) && !isWebhook && t.Kind != "APIService" && firstDataDelete < 0 {
+			firstDataDelete = i
+		}
+		if s.Action == api.ActionRetain {
+			if t.Kind != "PersistentVolume" || protected[t.UID].UID == "" {
+				fail(i, "retains %s, which is not a protected PersistentVolume", t)
+			}
+			if firstDataDelete >= 0 {
+				fail(i, "retains %s after step %d may already have deleted its claim", t, firstDataDelete)
+			}
 		}
 		if isWebhook && s.Action == api.ActionDelete && firstOtherWrite >= 0 && firstOtherWrite < i {
 			fail(i, "deletes webhook %s after step %d already wrote", t.Name, firstOtherWrite)

@@ -90,6 +90,19 @@ func TestValidateRejects(t *testing.T) {
 			p.Stages[0].Steps = append(p.Stages[0].Steps[:4], p.Stages[0].Steps[5:]...)
 			p.Stages[0].Steps = append(p.Stages[0].Steps[:2], append([]api.Step{nsDelete}, p.Stages[0].Steps[2:]...)...)
 		}, "before every detach"},
+		{"volume retained after a delete", func(p *api.Plan) {
+			pv := ref("PersistentVolume", "", "pv-data", "pv-uid")
+			p.Stages[0].Protected = append(p.Stages[0].Protected, pv)
+			retain := step("4r", api.PhaseKubeSphere, api.ActionRetain, pv, nil)
+			st := p.Stages[0].Steps
+			p.Stages[0].Steps = append(st[:4:4], append([]api.Step{retain}, st[4:]...)...)
+		}, "may already have deleted its claim"},
+		{"unknown action", func(p *api.Plan) { p.Stages[0].Steps[2].Action = "shred" }, "unknown action"},
+		{"retained volume not protected", func(p *api.Plan) {
+			retain := step("3r", api.PhaseDetach, api.ActionRetain, ref("PersistentVolume", "", "pv-data", "pv-uid"), nil)
+			st := p.Stages[0].Steps
+			p.Stages[0].Steps = append(st[:3:3], append([]api.Step{retain}, st[3:]...)...)
+		}, "not a protected PersistentVolume"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

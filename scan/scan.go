@@ -62,6 +62,9 @@ type Counts struct {
 	// Kept counts objects kept although they look like KubeSphere's (the
 	// kept-* findings name them).
 	Kept int `json:"kept"`
+	// Volumes counts the bound PersistentVolumes whose claims go: the plan
+	// switches them to Retain.
+	Volumes int `json:"volumes"`
 }
 
 // Critical reports whether any finding is critical.
@@ -82,7 +85,7 @@ func Cluster(ctx context.Context, t Target, o Options) (*Result, error) {
 		ClusterReport: ClusterReport{
 			Cluster:    api.Cluster{UID: fp.Inv.KubeSystemUID, Server: fp.Inv.Server, Context: t.Context},
 			KubeSphere: fp.KubeSphere,
-			Footprint:  Counts{Objects: len(fp.Members), SystemNamespaces: len(fp.SystemNamespaces), HelmReleases: len(fp.Releases), Detach: len(fp.Detach), Kept: len(fp.Kept)},
+			Footprint:  Counts{Objects: len(fp.Members), SystemNamespaces: len(fp.SystemNamespaces), HelmReleases: len(fp.Releases), Detach: len(fp.Detach), Kept: len(fp.Kept), Volumes: len(fp.Volumes())},
 			Findings:   findings,
 			Warnings:   fp.Inv.Warnings,
 		},

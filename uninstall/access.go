@@ -38,6 +38,8 @@ func (a *stage) needed(targets map[string]*resolved) []access {
 		case api.ActionPatch:
 			set[access{verb: "get", resource: r.gvr.GroupResource()}] = true
 			set[access{verb: "patch", resource: r.gvr.GroupResource()}] = true
+		case api.ActionRetain:
+			set[access{verb: "patch", resource: r.gvr.GroupResource()}] = true
 		case api.ActionDelete:
 			set[access{verb: "delete", resource: r.gvr.GroupResource()}] = true
 		case api.ActionHelmUninstall:

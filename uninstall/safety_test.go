@@ -11,11 +11,18 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/hazard"
+	"github.com/ks-clean/ks-clean/test/fixture"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -164,4 +171,85 @@ func TestStuckNamespaceReportedWithCause(t *testing.T) {
 		t.Fatalf("resumed apply: %v, %+v", err, res)
 	}
 	e.assertNothingLost(t)
+}
+
+// Damage already in progress: a hurried uninstall deleted Workspace ws1,
+// and the garbage collector is deleting the namespaces it owned. Their
+// claims survive only because a KubeFed finalizer holds them. scan says so
+// (critical), the plan removes no finalizer that holds the user's data,
+// apply leaves the claims with their UIDs, and its final check does not
+// count a namespace being deleted as present.
+func TestDamageInProgressIsNotFinished(t *testing.T) {
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	nss := []string{fixture.UserNamespace("ws1", 0), fixture.UserNamespace("ws1", 1)}
+	claims := map[string]types.UID{}
+	for _, ns := range nss {
+		pvc, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pvc.Finalizers = append(pvc.Finalizers, fixture.FinalizerKubeFedSync)
+		if _, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Update(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		claims[ns] = pvc.UID
+	}
+	workspaces := e.s.Dyn.Resource(schema.GroupVersionResource{Group: "tenant.kubesphere.io", Version: "v1alpha1", Resource: "workspaces"})
+	if err := workspaces.Delete(ctx, "ws1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The garbage collector deletes the namespaces; the namespace
+	// controller empties them of all but the held claims.
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, ns := range nss {
+			n, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			if err != nil || n.DeletionTimestamp == nil {
+				return false, err
+			}
+			if _, err := e.s.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "app-config", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("the garbage collector did not start deleting ws1's namespaces: %v", err)
+	}
+
+	rep, err := scan.Run(ctx, []scan.Target{{Clients: e.clients}}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range nss {
+		found := false
+		for _, f := range rep.Host().Findings {
+			found = found || (f.ID == hazard.UserDataDeleting && f.Severity == api.Critical && strings.Contains(f.Message, ns) && strings.Contains(f.Message, "1 PVCs") && strings.Contains(f.Message, "Workspace ws1"))
+		}
+		if !found {
+			t.Errorf("no critical %s finding for %s naming its claim and its cause; findings: %v", hazard.UserDataDeleting, ns, rep.Host().Findings)
+		}
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Single().Steps {
+		if s.Remove != nil && len(s.Remove.Finalizers) > 0 && (s.Target.Kind == "PersistentVolumeClaim" || s.Target.Kind == "Namespace") && (s.Target.Namespace == nss[0] || s.Target.Namespace == nss[1] || s.Target.Name == nss[0] || s.Target.Name == nss[1]) {
+			t.Errorf("step %s removes finalizers %v from %s, which hold the user's data", s.ID, s.Remove.Finalizers, s.Target)
+		}
+	}
+	res, err := e.apply(t, p, uninstall.Options{})
+	if res == nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if res.Verification == nil || res.Verification.OK || !strings.Contains(strings.Join(res.Verification.Problems, "; "), "is being deleted") {
+		t.Errorf("final check: %+v (err %v), want it to count the namespaces being deleted as lost", res.Verification, err)
+	}
+	for ns, uid := range claims {
+		pvc, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil || pvc.UID != uid {
+			t.Errorf("claim %s/data lost: %v", ns, err)
+		}
+	}
 }

@@ -72,6 +72,8 @@ func (x *executor) exec(s *api.Step) (string, string) {
 			detail, err = x.scale(s)
 		case api.ActionPatch:
 			detail, err = x.patch(s)
+		case api.ActionRetain:
+			detail, err = x.retain(s)
 		case api.ActionDelete:
 			detail, err = x.delete(s)
 		case api.ActionHelmUninstall:
@@ -109,6 +111,23 @@ func (x *executor) scale(s *api.Step) (string, error) {
 		return "", err
 	}
 	return "replicas 0", nil
+}
+
+// retain switches a PersistentVolume's reclaim policy to Retain, guarded by
+// the UID the plan recorded, so its data outlives the claim.
+func (x *executor) retain(s *api.Step) (string, error) {
+	ops := []map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
+		{"op": "add", "path": "/spec/persistentVolumeReclaimPolicy", "value": "Retain"},
+	}
+	if err := x.jsonPatch(s, ops); err != nil {
+		return "", err
+	}
+	claim := ""
+	if s.Claim != nil {
+		claim = fmt.Sprintf(", for claim %s/%s", s.Claim.Namespace, s.Claim.Name)
+	}
+	return fmt.Sprintf("reclaim policy %s -> Retain%s", s.ReclaimPolicy, claim), nil
 }
 
 // patch removes exactly what the step lists. It starts from the object as

@@ -3,6 +3,7 @@ package uninstall
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -20,8 +21,8 @@ type Verification struct {
 }
 
 // verify rescans: success only when nothing of KubeSphere/KubeFed remains
-// and every protected object is present with the UID the plan recorded and
-// no owner reference into what was deleted.
+// and every protected object is present with the UID the plan recorded, not
+// being deleted, and with no owner reference into what was deleted.
 func (a *stage) verify(ctx context.Context) (*Verification, error) {
 	// Workspace labels left on purpose (--keep-workspace-labels) are not a
 	// remnant: they tie nothing once KubeSphere is gone.
@@ -45,6 +46,11 @@ func (a *stage) verify(ctx context.Context) (*Verification, error) {
 		o := fp.Inv.ByUID(types.UID(p.UID))
 		if o == nil {
 			add("protected %s is missing or was replaced (UID %s not found)", p, p.UID)
+			continue
+		}
+		if t := o.GetDeletionTimestamp(); t != nil {
+			// Present, but Kubernetes is deleting it: as good as lost.
+			add("protected %s is being deleted (since %s): count it lost unless its data is saved", p, t.UTC().Format(time.RFC3339))
 			continue
 		}
 		for _, ref := range o.GetOwnerReferences() {

@@ -15,13 +15,16 @@ func planCommand() *cli.Command {
 	o := &scanOptions{}
 	var out string
 	var protect cli.StringSlice
+	var deleteVolumes bool
 	return &cli.Command{
 		Name:  "plan",
 		Usage: "write the ordered teardown plan (read-only)",
 		Description: `Scans, then orders every KubeSphere/KubeFed object into a teardown:
 preflight, quiesce, disarm, detach, kubefed, kubesphere, helm, namespaces,
 crds, rbac, verify. Users' namespaces and every object tied to the footprint
-are protected: they are detached, never deleted. The plan is checked against
+are protected: they are detached, never deleted. The PersistentVolume of every
+claim that goes is switched to Retain first (--delete-volumes opts out), so
+Prometheus, OpenSearch, Jenkins or a user's data outlives it. The plan is checked against
 its safety rules before it is written.
 
 --out FILE saves it (mode 0600) for review and for 'ks-clean apply'.
@@ -36,6 +39,7 @@ A member registered in another host is refused (exit 2).`,
 		Flags: append(o.flags(),
 			&cli.StringFlag{Name: "out", Destination: &out, Usage: "save the plan to this file (JSON, mode 0600)"},
 			&cli.StringSliceFlag{Name: "protect", Destination: &protect, Usage: "namespace that must survive (repeatable): refuse to plan if it does not exist or the plan would delete it"},
+			&cli.BoolFlag{Name: "delete-volumes", Destination: &deleteVolumes, Usage: "let the PersistentVolumes of claims the teardown deletes follow their reclaim policy (by default each is switched to Retain first, so its data survives)"},
 			&cli.StringSliceFlag{Name: "remove-apiservice", Destination: &o.removeAPI, Usage: "also remove this APIService (repeatable): for an unavailable one that is not KubeSphere's, which would keep every namespace deletion from finishing; plan refuses and names it"},
 			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.keepLabels, Usage: "keep kubesphere.io/workspace on namespaces so a new install re-binds them (on 3.x this re-creates the ownerReference hazard)"},
 		),
@@ -47,7 +51,7 @@ A member registered in another host is refused (exit 2).`,
 			if err := removedAPIServicesExist(rep, o.removeAPI.Value()); err != nil {
 				return err
 			}
-			p, err := plan.Build(rep, plan.Options{Protect: protect.Value()})
+			p, err := plan.Build(rep, plan.Options{Protect: protect.Value(), DeleteVolumes: deleteVolumes})
 			if err != nil {
 				return err
 			}

@@ -25,10 +25,17 @@ func Apply(w io.Writer, r *uninstall.Result, p *api.Plan) {
 		if multi {
 			fmt.Fprintf(w, "Stage %s (context %s):\n", st.Name, st.Context)
 		}
+		var retained []string
 		for _, s := range st.Steps {
 			if s.Status == uninstall.StatusFailed || (s.Status == uninstall.StatusSkipped && s.Action != api.ActionWait && s.Detail != "done in an earlier run") {
 				fmt.Fprintf(w, "  %-7s %s %s: %s\n", s.Status, s.Action, s.Target, s.Detail)
 			}
+			if s.Action == api.ActionRetain && s.Status == uninstall.StatusDone {
+				retained = append(retained, s.Target.Name+" ("+s.Detail+")")
+			}
+		}
+		if len(retained) > 0 {
+			fmt.Fprintf(w, "Retained PersistentVolumes (their data outlives the claims; see docs/safety-model.md to bind them again): %s\n", strings.Join(retained, "; "))
 		}
 		dur := ""
 		if !multi {

@@ -198,8 +198,12 @@ func stageSummary(p *api.Stage) string {
 			ns++
 		}
 	}
-	return fmt.Sprintf("Plan: %d to scale, %d to patch, %d to delete, %d Helm releases to uninstall; %d namespaces and %d other objects protected.",
-		n[api.ActionScale], n[api.ActionPatch], n[api.ActionDelete], n[api.ActionHelmUninstall], ns, len(p.Protected)-ns)
+	retained := ""
+	if n[api.ActionRetain] > 0 {
+		retained = fmt.Sprintf("%d PersistentVolumes to retain, ", n[api.ActionRetain])
+	}
+	return fmt.Sprintf("Plan: %s%d to scale, %d to patch, %d to delete, %d Helm releases to uninstall; %d namespaces and %d other objects protected.",
+		retained, n[api.ActionScale], n[api.ActionPatch], n[api.ActionDelete], n[api.ActionHelmUninstall], ns, len(p.Protected)-ns)
 }
 
 func (s Style) mark(a api.Action) string {
@@ -208,6 +212,8 @@ func (s Style) mark(a api.Action) string {
 		return s.red("-")
 	case api.ActionPatch, api.ActionScale:
 		return s.yellow("~")
+	case api.ActionRetain:
+		return s.green("+")
 	}
 	return s.dim("·")
 }

@@ -44,8 +44,11 @@ func scanSummary(res *scan.Result) string {
 		return "Nothing of KubeSphere or KubeFed found."
 	}
 	kept := ""
+	if n.Volumes > 0 {
+		kept += fmt.Sprintf("; %d PersistentVolumes to retain", n.Volumes)
+	}
 	if n.Kept > 0 {
-		kept = fmt.Sprintf("; %d kept although they look like KubeSphere's (kept-* findings)", n.Kept)
+		kept += fmt.Sprintf("; %d kept although they look like KubeSphere's (kept-* findings)", n.Kept)
 	}
 	return fmt.Sprintf("Footprint: %d KubeSphere/KubeFed objects, %d system namespaces, %d Helm releases; %d user objects tied to it (to detach)%s. Next: ks-clean plan --out plan.json",
 		n.Objects, n.SystemNamespaces, n.HelmReleases, n.Detach, kept)

@@ -92,6 +92,8 @@ type Footprint struct {
 
 	member map[types.UID]*Member
 	kept   map[types.UID]bool
+	// dyingNS are users' namespaces Kubernetes is deleting.
+	dyingNS map[string]bool
 	// releases are the footprint releases ("namespace/name"); inRelease
 	// and inHooks the objects their manifests and hooks hold (see
 	// manifestKey).
@@ -193,6 +195,12 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 		}
 	}
 	f.UserNamespaces = users
+	f.dyingNS = map[string]bool{}
+	for _, ns := range users {
+		if ns.GetDeletionTimestamp() != nil {
+			f.dyingNS[ns.GetName()] = true
+		}
+	}
 
 	removeAPI := map[string]bool{}
 	for _, n := range o.RemoveAPIServices {
@@ -294,13 +302,22 @@ func (f *Footprint) ties(obj *inventory.Object, o Options) *Detach {
 			why = append(why, fmt.Sprintf("owned by %s %s", ref.Kind, ref.Name))
 		}
 	}
+	var held []string
 	for _, fin := range obj.GetFinalizers() {
 		if IsFootprintFinalizer(fin) {
 			rm.Finalizers = append(rm.Finalizers, fin)
 		}
 	}
+	if len(rm.Finalizers) > 0 && f.Dying(obj) {
+		// Kubernetes is already deleting it (or its namespace): that
+		// finalizer is all that keeps the user's data. It stays.
+		held, rm.Finalizers = rm.Finalizers, nil
+	}
 	if len(rm.Finalizers) > 0 {
 		why = append(why, "finalizers no controller will remove")
+	}
+	if len(held) > 0 {
+		why = append(why, "being deleted: finalizers "+strings.Join(held, ", ")+" kept, they hold the data")
 	}
 	labels := obj.GetLabels()
 	if _, ok := labels[LabelKubeFedManaged]; ok {
@@ -316,6 +333,20 @@ func (f *Footprint) ties(obj *inventory.Object, o Options) *Detach {
 		return nil
 	}
 	return &Detach{Obj: obj, Remove: rm, Reason: strings.Join(why, "; ")}
+}
+
+// Dying reports whether a user's object is being deleted by Kubernetes, or
+// sits in a user namespace that is: what is left of it can still be saved,
+// and nothing may let that deletion finish.
+func (f *Footprint) Dying(o *inventory.Object) bool {
+	if f.Goes(o) {
+		return false
+	}
+	if o.GetDeletionTimestamp() != nil {
+		return true
+	}
+	ns := o.GetNamespace()
+	return ns != "" && f.dyingNS[ns]
 }
 
 // detect works out version and multi-cluster role.

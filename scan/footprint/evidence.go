@@ -194,19 +194,24 @@ func (f *Footprint) classifyCRD(crd *inventory.Object) {
 			break
 		}
 	}
-	going := 0
+	var others []*inventory.Object
 	for _, i := range instances {
-		if f.Goes(i) {
-			going++
+		if !f.Goes(i) {
+			others = append(others, i)
 		}
+	}
+	going := len(instances) - len(others)
+	theirs := ""
+	if len(others) > 0 {
+		theirs = " (others': " + describeSome(others, 5) + ")"
 	}
 	why := f.helmReason(crd)
 	switch {
-	case why != "" && going == len(instances):
+	case why != "" && len(others) == 0:
 		f.add(crd, CatCRD, fmt.Sprintf("custom resource type %s; all %d instances go", why, len(instances)))
 	case why != "":
-		f.keep(crd, KeptSharedType, fmt.Sprintf("type %s, but %d of its %d instances are not KubeSphere's: the type stays with them", why, len(instances)-going, len(instances)))
+		f.keep(crd, KeptSharedType, fmt.Sprintf("type %s, but %d of its %d instances are not KubeSphere's%s: the type stays with them; KubeSphere's go", why, len(others), len(instances), theirs))
 	case going > 0:
-		f.keep(crd, KeptSharedType, fmt.Sprintf("KubeSphere had %d of its %d instances (they go), but nothing in the cluster says the type is KubeSphere's: it stays", going, len(instances)))
+		f.keep(crd, KeptSharedType, fmt.Sprintf("KubeSphere had %d of its %d instances (they go), but nothing in the cluster says the type is KubeSphere's%s: it stays", going, len(instances), theirs))
 	}
 }

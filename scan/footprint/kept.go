@@ -86,7 +86,7 @@ func describeSome(objs []*inventory.Object, n int) string {
 			parts = append(parts, fmt.Sprintf("and %d more", len(objs)-n))
 			break
 		}
-		parts = append(parts, o.Resource.Kind+" "+o.GetName())
+		parts = append(parts, o.Resource.Kind+" "+strings.TrimPrefix(o.GetNamespace()+"/"+o.GetName(), "/"))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -152,4 +152,40 @@ func lookalike(o *inventory.Object) string {
 		}
 	}
 	return ""
+}
+
+// Volume is a bound PersistentVolume whose claim goes with the teardown (in
+// a removed namespace, of a footprint release) or is already being deleted,
+// and whose reclaim policy would take the data with it.
+type Volume struct {
+	PV, Claim *inventory.Object
+	Policy    string
+}
+
+// Volumes lists what must be switched to Retain before any claim goes.
+func (f *Footprint) Volumes() []Volume {
+	pvs := map[string]*inventory.Object{}
+	for _, pv := range f.Inv.OfKind("", "PersistentVolume") {
+		pvs[pv.GetName()] = pv
+	}
+	var out []Volume
+	for _, c := range f.Inv.OfKind("", "PersistentVolumeClaim") {
+		if !(f.Goes(c) || f.Dying(c) || f.inRelease[objectKey(c)] != "") || c.Content == nil {
+			continue
+		}
+		name, _, _ := unstructured.NestedString(c.Content.Object, "spec", "volumeName")
+		pv := pvs[name]
+		if pv == nil || pv.Content == nil {
+			continue
+		}
+		if uid, _, _ := unstructured.NestedString(pv.Content.Object, "spec", "claimRef", "uid"); uid != string(c.GetUID()) {
+			continue // bound to another claim (or to none yet)
+		}
+		policy, _, _ := unstructured.NestedString(pv.Content.Object, "spec", "persistentVolumeReclaimPolicy")
+		if policy == "Retain" {
+			continue
+		}
+		out = append(out, Volume{PV: pv, Claim: c, Policy: policy})
+	}
+	return out
 }

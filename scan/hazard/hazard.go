@@ -28,6 +28,7 @@ const (
 	NamespaceStuck       = "namespace-stuck-terminating"
 	KubeFedWithoutKS     = "kubefed-without-kubesphere"
 	KubeFedManagedOrphan = "kubefed-managed-orphan"
+	UserDataDeleting     = "user-data-being-deleted"
 )
 
 // Options tune the checks that connect to other clusters.
@@ -58,6 +59,7 @@ func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]api.Finding
 	out = append(out, webhookBackends(f)...)
 	out = append(out, apiServices(f)...)
 	out = append(out, stuckNamespaces(f)...)
+	out = append(out, userDataDeleting(f)...)
 	out = append(out, kubeFedLeftovers(f)...)
 	out = append(out, kept(f)...)
 	SortFindings(out)
@@ -350,8 +352,8 @@ func apiServices(f *footprint.Footprint) []api.Finding {
 func stuckNamespaces(f *footprint.Footprint) []api.Finding {
 	var out []api.Finding
 	for _, ns := range f.Inv.OfKind("", "Namespace") {
-		if ns.GetDeletionTimestamp() == nil {
-			continue
+		if ns.GetDeletionTimestamp() == nil || f.Dying(ns) {
+			continue // users' namespaces: userDataDeleting
 		}
 		var why []string
 		if fins := ns.GetFinalizers(); len(fins) > 0 {
@@ -455,4 +457,77 @@ func kept(f *footprint.Footprint) []api.Finding {
 		out[i].Message = fmt.Sprintf("kept %s: %s", strings.Join(names, ", "), out[i].Message)
 	}
 	return out
+}
+
+// userDataDeleting: users' namespaces and objects Kubernetes is already
+// deleting (the damage of an earlier, hurried uninstall in progress). Each
+// is critical: it names the cause and what of the user's is still inside,
+// which can still be saved.
+func userDataDeleting(f *footprint.Footprint) []api.Finding {
+	holds := f.Inv.Holds()
+	var out []api.Finding
+	dyingNS := map[string]bool{}
+	for _, ns := range f.UserNamespaces {
+		if ns.GetDeletionTimestamp() == nil {
+			continue
+		}
+		dyingNS[ns.GetName()] = true
+		out = append(out, api.Finding{
+			ID: UserDataDeleting, Severity: api.Critical,
+			Message: fmt.Sprintf("namespace %s is being deleted (since %s): %s; still inside: %s. A deletion cannot be undone: the plan keeps every finalizer that holds what is left and switches its volumes to Retain; copy out what you need",
+				ns.GetName(), ns.GetDeletionTimestamp().UTC().Format(time.RFC3339), deletionCause(f, ns), holds[ns.GetName()]),
+			Objects: refs(ns),
+		})
+	}
+	byNS := map[string][]*inventory.Object{}
+	var order []string
+	for _, o := range f.Inv.Objects {
+		ns := o.GetNamespace()
+		if o.GetDeletionTimestamp() == nil || ns == "" || o.Resource.Kind == "Namespace" || !f.Dying(o) {
+			continue
+		}
+		if dyingNS[ns] {
+			continue // reported with its namespace
+		}
+		if byNS[ns] == nil {
+			order = append(order, ns)
+		}
+		byNS[ns] = append(byNS[ns], o)
+	}
+	for _, ns := range order {
+		objs := byNS[ns]
+		var names []string
+		for _, o := range objs {
+			names = append(names, fmt.Sprintf("%s %s (%s)", o.Resource.Kind, o.GetName(), deletionCause(f, o)))
+		}
+		out = append(out, api.Finding{
+			ID: UserDataDeleting, Severity: api.Critical,
+			Message: fmt.Sprintf("%d of the user's objects in namespace %s are being deleted: %s", len(objs), ns, strings.Join(names, "; ")),
+			Objects: refs(objs...),
+		})
+	}
+	return out
+}
+
+// deletionCause says why Kubernetes is deleting an object, as far as the
+// cluster shows: an owner that is gone or going (the garbage collector),
+// else a delete request, and what holds it.
+func deletionCause(f *footprint.Footprint, o *inventory.Object) string {
+	var why []string
+	for _, ref := range o.GetOwnerReferences() {
+		owner := f.Inv.ByUID(ref.UID)
+		switch {
+		case owner == nil:
+			why = append(why, fmt.Sprintf("its owner %s %s is gone, so the garbage collector deletes it", ref.Kind, ref.Name))
+		case owner.GetDeletionTimestamp() != nil:
+			why = append(why, fmt.Sprintf("its owner %s %s is being deleted", ref.Kind, ref.Name))
+		}
+	}
+	if len(why) == 0 {
+		why = append(why, "something deleted it (a user, a script, or a controller such as KubeFed's sync controller)")
+	}
+	if fins := o.GetFinalizers(); len(fins) > 0 {
+		why = append(why, "held by finalizers "+strings.Join(fins, ", "))
+	}
+	return strings.Join(why, "; ")
 }

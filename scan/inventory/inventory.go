@@ -97,12 +97,15 @@ type Options struct {
 }
 
 // Resources listed whole in every group, because their content matters:
-// namespaces (phase, finalizers), workloads (replicas), RBAC (subjects),
+// namespaces (phase, finalizers), volumes and claims (binding, reclaim
+// policy), workloads (replicas), RBAC (subjects),
 // webhooks and APIServices (backends), Services and EndpointSlices (whether
 // a backend is up).
 var fullCore = map[schema.GroupResource]bool{
 	{Group: "", Resource: "namespaces"}:                                                  true,
 	{Group: "", Resource: "services"}:                                                    true,
+	{Group: "", Resource: "persistentvolumes"}:                                           true,
+	{Group: "", Resource: "persistentvolumeclaims"}:                                      true,
 	{Group: "apps", Resource: "deployments"}:                                             true,
 	{Group: "apps", Resource: "statefulsets"}:                                            true,
 	{Group: "rbac.authorization.k8s.io", Resource: "roles"}:                              true,

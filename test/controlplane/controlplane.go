@@ -1,7 +1,8 @@
 // Package controlplane runs a real Kubernetes control plane for tests and the
 // demo: etcd and kube-apiserver through controller-runtime's envtest, plus a
-// kube-controller-manager with the garbage collector and namespace controllers
-// on, so that cascading deletion and namespace termination really happen.
+// kube-controller-manager with the garbage collector, namespace and volume
+// binder controllers on, so that cascading deletion, namespace termination
+// and volume reclaim really happen.
 //
 // Every safety claim of ks-clean is a claim about what a real cluster does
 // when an owner is deleted; a fake clientset has no garbage collector and
@@ -31,9 +32,10 @@ import (
 )
 
 // Controllers is what the kube-controller-manager runs: enough for owner
-// references to cascade, namespaces to terminate and service account tokens
-// to be issued (KubeFed join secrets need them).
-var Controllers = []string{"garbagecollector", "namespace", "serviceaccount", "serviceaccount-token"}
+// references to cascade, namespaces to terminate, service account tokens
+// to be issued (KubeFed join secrets need them) and volumes to be bound,
+// protected while in use and reclaimed.
+var Controllers = []string{"garbagecollector", "namespace", "serviceaccount", "serviceaccount-token", "persistentvolume-binder", "pvc-protection", "pv-protection"}
 
 // Options configures a control plane.
 type Options struct {
@@ -253,6 +255,11 @@ func (cp *ControlPlane) StartControllerManager(ctx context.Context) error {
 		"--use-service-account-credentials=false",
 		"--concurrent-gc-syncs=20",
 		"--concurrent-namespace-syncs=10",
+		// The volume binder binds static PersistentVolumes to their claims
+		// and, for a released hostPath volume under /tmp whose policy is
+		// Delete, deletes its directory and the volume: data loss, for real.
+		"--enable-hostpath-provisioner=true",
+		"--pvclaimbinder-sync-period=1s",
 		"--kube-api-qps=200",
 		"--kube-api-burst=400",
 		"--v=1",

@@ -1,0 +1,146 @@
+package uninstall_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/test/fixture"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+// staticVolume creates a claim in ns and a hostPath PersistentVolume under
+// /tmp holding a file, pre-bound to it with reclaim policy Delete, and waits
+// until kube-controller-manager's binder has bound them. It returns the
+// volume's directory.
+func staticVolume(t *testing.T, e *env, ns, claim, pvName string) string {
+	t.Helper()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("/tmp", "ks-clean-pv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "data"), []byte("years of metrics"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := ""
+	size := resource.MustParse("1Gi")
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: claim, Namespace: ns},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &empty, VolumeName: pvName,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+		},
+	}
+	if _, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: pvName},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity: corev1.ResourceList{corev1.ResourceStorage: size}, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete, StorageClassName: "",
+			ClaimRef:               &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: ns, Name: claim},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}},
+		},
+	}
+	if _, err := e.s.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.ClaimBound, err
+	})
+	if err != nil {
+		t.Fatalf("claim %s/%s never bound to %s: %v", ns, claim, pvName, err)
+	}
+	return dir
+}
+
+// The PersistentVolume of a claim in a namespace the teardown deletes is
+// switched to Retain first: after apply it is Released, with its UID and
+// its data. Without that step (--delete-volumes, the negative control) the
+// volume binder deletes the volume and its directory: the model can fail.
+func TestVolumesRetained(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		deleteVolumes bool
+	}{{"retained", false}, {"negative control: --delete-volumes", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t, "ks33-host")
+			ctx := context.Background()
+			dir := staticVolume(t, e, fixture.KubeSphereNamespace, "redis-pvc", "pv-ks-redis")
+			rep, err := scan.Run(ctx, []scan.Target{{Clients: e.clients}}, scan.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := plan.Build(rep, plan.Options{DeleteVolumes: tc.deleteVolumes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var retain *api.Step
+			for i, s := range p.Single().Steps {
+				if s.Action == api.ActionRetain {
+					retain = &p.Single().Steps[i]
+				}
+			}
+			if tc.deleteVolumes != (retain == nil) {
+				t.Fatalf("retain step: %+v, with --delete-volumes %v", retain, tc.deleteVolumes)
+			}
+			if retain != nil && (retain.Target.Name != "pv-ks-redis" || retain.Claim == nil || retain.Claim.Name != "redis-pvc" || retain.ReclaimPolicy != "Delete") {
+				t.Fatalf("retain step %+v", retain)
+			}
+			pv, err := e.s.Kube.CoreV1().PersistentVolumes().Get(ctx, "pv-ks-redis", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.apply(t, p, uninstall.Options{})
+			if err != nil || !res.Verification.OK {
+				t.Fatalf("apply: %v %+v", err, res)
+			}
+			for _, s := range res.AllSteps() {
+				if s.Action == api.ActionWait || s.Action == api.ActionRetain {
+					t.Logf("%s %s: %s", s.Phase, s.Action, s.Detail)
+				}
+			}
+			if tc.deleteVolumes {
+				// The binder deletes the directory, then the volume (which
+				// pv-protection may hold, with no controller to lift it).
+				err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+					got, err := e.s.Kube.CoreV1().PersistentVolumes().Get(ctx, "pv-ks-redis", metav1.GetOptions{})
+					_, serr := os.Stat(filepath.Join(dir, "data"))
+					return os.IsNotExist(serr) && (apierrors.IsNotFound(err) || (err == nil && got.DeletionTimestamp != nil)), nil
+				})
+				if err != nil {
+					t.Fatalf("negative control: the volume binder did not delete the Delete-policy volume and its data: %v", err)
+				}
+				return
+			}
+			// The claim is gone; the binder had time to act on the volume.
+			err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				got, err := e.s.Kube.CoreV1().PersistentVolumes().Get(ctx, "pv-ks-redis", metav1.GetOptions{})
+				return err == nil && got.Status.Phase == corev1.VolumeReleased, err
+			})
+			got, gerr := e.s.Kube.CoreV1().PersistentVolumes().Get(ctx, "pv-ks-redis", metav1.GetOptions{})
+			if err != nil || gerr != nil || got.UID != pv.UID || got.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+				t.Fatalf("retained volume: %v %v %+v", err, gerr, got)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "data")); err != nil || string(b) != "years of metrics" {
+				t.Fatalf("the volume's data: %q %v", b, err)
+			}
+			e.assertNothingLost(t)
+		})
+	}
+}
