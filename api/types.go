@@ -138,6 +138,10 @@ type Step struct {
 	Replicas *int64 `json:"replicas,omitempty"`
 	// Remove, for patch steps, is exactly what the patch takes away.
 	Remove *Removal `json:"remove,omitempty"`
+	// Annotate, for patch steps, are annotations the patch sets (the only
+	// addition a plan makes: kubefed.io/orphan on federated objects, so a
+	// KubeFed that comes back cannot propagate their deletion).
+	Annotate map[string]string `json:"annotate,omitempty"`
 	// Claim, for retain steps, is the claim the volume is bound to, and
 	// ReclaimPolicy the policy found at planning time (to restore by hand).
 	Claim         *ObjectRef `json:"claim,omitempty"`

@@ -266,7 +266,19 @@ func (b *builder) add(ph api.Phase, a api.Action, t api.ObjectRef, reason string
 // stopped or gone) and deletes it.
 func (b *builder) removeAll(ph api.Phase, ms []*footprint.Member) {
 	for _, m := range ms {
-		if fins := m.Obj.GetFinalizers(); len(fins) > 0 {
+		fins := m.Obj.GetFinalizers()
+		orphan := m.Obj.Resource.GVR.Group == footprint.GroupFederatedTypes && m.Obj.GetAnnotations()[footprint.AnnotationOrphan] != "true"
+		switch {
+		case orphan:
+			// In the same write as the finalizers: a KubeFed that comes
+			// back mid-teardown must not delete what it propagated.
+			b.add(ph, api.ActionPatch, m.Obj.Ref(), "mark orphan (KubeFed leaves its copies) and remove finalizers no running controller will remove", func(s *api.Step) {
+				if len(fins) > 0 {
+					s.Remove = &api.Removal{Finalizers: append([]string(nil), fins...)}
+				}
+				s.Annotate = map[string]string{footprint.AnnotationOrphan: "true"}
+			})
+		case len(fins) > 0:
 			b.add(ph, api.ActionPatch, m.Obj.Ref(), "remove finalizers no running controller will remove", func(s *api.Step) {
 				s.Remove = &api.Removal{Finalizers: append([]string(nil), fins...)}
 			})

@@ -129,7 +129,7 @@ var Table = []PhaseRule{
 			{Match: Match{Kind: "FederatedTypeConfig"}, Rank: 2},
 			{Match: Match{Kind: "KubeFedConfig"}, Rank: 4},
 		}},
-		What: "strip finalizers, delete federated objects, KubeFedClusters, type configs, KubeFedConfig, join RBAC"},
+		What: "mark federated objects `kubefed.io/orphan` and strip finalizers (one write each), delete them, KubeFedClusters, type configs, KubeFedConfig, join RBAC", Why: "a KubeFed that comes back cannot propagate the deletions"},
 	{Phase: api.PhaseKubeSphere, Categories: []footprint.Category{footprint.CatKubeSphere}, Wait: WaitDeleted,
 		What: "strip finalizers, delete KubeSphere custom resources and KubeSphere's per-namespace RBAC",
 		Why:  "Workspaces go only now, owning nothing"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -147,10 +148,23 @@ func (x *executor) patch(s *api.Step) (string, error) {
 		return "", errRecreated
 	}
 	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
-	var did []string
+	var did, added []string
+	if len(s.Annotate) > 0 {
+		ann := cur.GetAnnotations()
+		if ann == nil {
+			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations", "value": map[string]string{}})
+		}
+		for _, k := range sortedKeys(s.Annotate) {
+			if v, ok := ann[k]; ok && v == s.Annotate[k] {
+				continue
+			}
+			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations/" + jsonpointer.Escape(k), "value": s.Annotate[k]})
+			added = append(added, "annotation "+k+"="+s.Annotate[k])
+		}
+	}
 	rm := s.Remove
 	if rm == nil {
-		return "skip: nothing to remove", nil
+		rm = &api.Removal{}
 	}
 	if len(rm.OwnerReferences) > 0 {
 		drop := set(rm.OwnerReferences)
@@ -195,13 +209,20 @@ func (x *executor) patch(s *api.Step) (string, error) {
 			did = append(did, "label "+k)
 		}
 	}
-	if len(did) == 0 {
-		return "skip: nothing left to remove", nil
+	if len(did)+len(added) == 0 {
+		return "skip: nothing left to change", nil
 	}
 	if err := x.jsonPatch(s, ops); err != nil {
 		return "", err
 	}
-	return "removed " + strings.Join(did, ", "), nil
+	var msg []string
+	if len(did) > 0 {
+		msg = append(msg, "removed "+strings.Join(did, ", "))
+	}
+	if len(added) > 0 {
+		msg = append(msg, "set "+strings.Join(added, ", "))
+	}
+	return strings.Join(msg, "; "), nil
 }
 
 func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
@@ -256,6 +277,15 @@ func (x *executor) delete(s *api.Step) (string, error) {
 	}
 	x.written()
 	return "deleted", nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func set(ss []string) map[string]bool {

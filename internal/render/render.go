@@ -229,18 +229,23 @@ func (s Style) describe(st api.Step) string {
 		what = fmt.Sprintf("helm release %s/%s (revision %s)", st.Target.Namespace, st.Target.Name, st.Target.ResourceVersion)
 	}
 	detail := st.Reason
-	if st.Remove != nil {
+	if st.Remove != nil || len(st.Annotate) > 0 {
 		var parts []string
-		if len(st.Remove.OwnerReferences) > 0 {
-			parts = append(parts, fmt.Sprintf("%d ownerReferences", len(st.Remove.OwnerReferences)))
+		for k, v := range st.Annotate {
+			parts = append(parts, "set "+k+"="+v)
 		}
-		if len(st.Remove.Finalizers) > 0 {
-			parts = append(parts, "finalizers "+strings.Join(st.Remove.Finalizers, ","))
+		if rm := st.Remove; rm != nil {
+			if len(rm.OwnerReferences) > 0 {
+				parts = append(parts, fmt.Sprintf("remove %d ownerReferences", len(rm.OwnerReferences)))
+			}
+			if len(rm.Finalizers) > 0 {
+				parts = append(parts, "remove finalizers "+strings.Join(rm.Finalizers, ","))
+			}
+			if len(rm.Labels) > 0 {
+				parts = append(parts, "remove labels "+strings.Join(rm.Labels, ","))
+			}
 		}
-		if len(st.Remove.Labels) > 0 {
-			parts = append(parts, "labels "+strings.Join(st.Remove.Labels, ","))
-		}
-		detail = "remove " + strings.Join(parts, ", ") + " — " + st.Reason
+		detail = strings.Join(parts, ", ") + " — " + st.Reason
 	}
 	return fmt.Sprintf("%-8s %s  %s", st.Action, what, s.dim(detail))
 }

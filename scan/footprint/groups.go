@@ -36,6 +36,11 @@ func LooksLikeKubeSphere(name string) bool {
 
 // Labels, annotations and finalizers KubeSphere and KubeFed set.
 const (
+	// GroupFederatedTypes holds KubeFed's federated objects.
+	GroupFederatedTypes = "types.kubefed.io"
+	// AnnotationOrphan on a federated object makes KubeFed leave the
+	// copies it manages when the federated object is deleted.
+	AnnotationOrphan = "kubefed.io/orphan"
 	LabelWorkspace       = "kubesphere.io/workspace"
 	LabelKubeFedManaged  = "kubefed.io/managed"
 	LabelManaged         = "kubesphere.io/managed"
