@@ -40,7 +40,7 @@ const (
 	GroupFederatedTypes = "types.kubefed.io"
 	// AnnotationOrphan on a federated object makes KubeFed leave the
 	// copies it manages when the federated object is deleted.
-	AnnotationOrphan = "kubefed.io/orphan"
+	AnnotationOrphan     = "kubefed.io/orphan"
 	LabelWorkspace       = "kubesphere.io/workspace"
 	LabelKubeFedManaged  = "kubefed.io/managed"
 	LabelManaged         = "kubesphere.io/managed"
