@@ -142,10 +142,23 @@ type Step struct {
 	// addition a plan makes: kubefed.io/orphan on federated objects, so a
 	// KubeFed that comes back cannot propagate their deletion).
 	Annotate map[string]string `json:"annotate,omitempty"`
+	// Cascade, for delete steps, is what Kubernetes takes with the target
+	// (see Cascade).
+	Cascade *Cascade `json:"cascade,omitempty"`
 	// Claim, for retain steps, is the claim the volume is bound to, and
 	// ReclaimPolicy the policy found at planning time (to restore by hand).
 	Claim         *ObjectRef `json:"claim,omitempty"`
 	ReclaimPolicy string     `json:"reclaimPolicy,omitempty"`
+}
+
+// Cascade is what a delete takes with it, once the plan's detaches are
+// done: Objects counts everything (what a deleted namespace holds, and what
+// the garbage collector deletes because every owner it names is gone); To
+// names the latter, so a reviewer sees each object that goes without a step
+// of its own outside the deleted namespaces.
+type Cascade struct {
+	Objects int         `json:"objects"`
+	To      []ObjectRef `json:"to,omitempty"`
 }
 
 // Removal lists what a detach or finalizer patch removes from an object's

@@ -67,10 +67,19 @@ func Build(r *scan.Report, o Options) (*api.Plan, error) {
 		}
 		p.Stages = append(p.Stages, teardown(host, api.StageHost, "host-"+host.Cluster.Context, o))
 	}
+	footprints := map[string]*footprint.Footprint{}
+	for _, res := range r.Clusters {
+		footprints[res.Cluster.UID] = res.Footprint
+	}
 	for i := range p.Stages {
 		st := &p.Stages[i]
+		cascades := Cascades(footprints[st.Cluster.UID], st)
 		for j := range st.Steps {
-			st.Steps[j].Cluster = st.Cluster.Context
+			s := &st.Steps[j]
+			s.Cluster = st.Cluster.Context
+			if c := cascades[s.ID]; c != nil && c.Objects > 0 {
+				s.Cascade = c
+			}
 		}
 		if err := blockers(st); err != nil {
 			return nil, err

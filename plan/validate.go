@@ -142,6 +142,7 @@ func validateStage(p *api.Stage) error {
 			fail(i, "acts on %s after its CRD is deleted at step %d", s.Target, j)
 		}
 	}
+	errs = append(errs, cascadeProblems(p)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("plan breaks its safety rules:\n  %s", strings.Join(errs, "\n  "))
 	}

@@ -97,6 +97,12 @@ func TestValidateRejects(t *testing.T) {
 			st := p.Stages[0].Steps
 			p.Stages[0].Steps = append(st[:4:4], append([]api.Step{retain}, st[4:]...)...)
 		}, "may already have deleted its claim"},
+		{"delete cascades to a protected namespace", func(p *api.Plan) {
+			p.Stages[0].Steps[3].Cascade = &api.Cascade{Objects: 1, To: []api.ObjectRef{ref("Namespace", "", "prod", "ns-uid")}}
+		}, "takes protected"},
+		{"delete cascades to a namespace it does not delete", func(p *api.Plan) {
+			p.Stages[0].Steps[3].Cascade = &api.Cascade{Objects: 1, To: []api.ObjectRef{ref("Namespace", "", "team-b", "other-uid")}}
+		}, "which the plan does not delete"},
 		{"unknown action", func(p *api.Plan) { p.Stages[0].Steps[2].Action = "shred" }, "unknown action"},
 		{"retained volume not protected", func(p *api.Plan) {
 			retain := step("3r", api.PhaseDetach, api.ActionRetain, ref("PersistentVolume", "", "pv-data", "pv-uid"), nil)

@@ -369,6 +369,46 @@ func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
 	}
 }
 
+// The plan shows what each delete takes with it; apply works that out again
+// before its first write. A KubeSphere role binding that came to depend on a
+// Workspace after planning would go with it without the plan showing it:
+// apply refuses, writes nothing, and names it.
+func TestCascadeGrownAfterPlanningRefuses(t *testing.T) {
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	shown := 0
+	for _, s := range e.plan.Single().Steps {
+		if s.Cascade != nil {
+			shown += s.Cascade.Objects
+		}
+	}
+	if shown == 0 {
+		t.Fatal("the plan shows no cascade at all")
+	}
+	ws, err := e.s.Dyn.Resource(fixture.WorkspaceV1alpha1).Get(ctx, "ws1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "late-admin", Namespace: fixture.StandaloneNamespace, Labels: map[string]string{fixture.LabelUserRef: "alice"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "tenant.kubesphere.io/v1alpha1", Kind: "Workspace", Name: "ws1", UID: ws.GetUID(), Controller: &yes}}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view"},
+		Subjects: []rbacv1.Subject{{Kind: "User", Name: "alice", APIGroup: "rbac.authorization.k8s.io"}},
+	}
+	if _, err := e.s.Kube.RbacV1().RoleBindings(fixture.StandaloneNamespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mark := e.cp.AuditMark()
+	_, err = e.apply(t, e.plan, uninstall.Options{})
+	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "late-admin") || !strings.Contains(err.Error(), "Workspace") {
+		t.Fatalf("apply after a cascade grew: err = %v, want a refusal naming late-admin and its Workspace", err)
+	}
+	if writes, _ := e.cp.PersistedWritesSince(mark, user); len(writes) > 0 {
+		t.Fatalf("refused apply wrote %d times", len(writes))
+	}
+}
+
 // Quiesce waits until the scaled controllers have no pod left: a pod still
 // running KubeFed's controller could undo the detach. With a pod that does
 // not go away, apply stops in quiesce and detaches nothing; once it is gone,

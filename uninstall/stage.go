@@ -19,6 +19,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/footprint"
 )
@@ -248,6 +249,35 @@ func (a *stage) checkDrift(ctx context.Context) error {
 	}
 	if len(drift) > 0 {
 		return api.Refuse(api.FixNewPlan, "the cluster changed since planning: %s would be deleted with its owner, and the plan does not detach it", strings.Join(drift, "; "))
+	}
+	// What each delete takes with it, again: nothing the plan did not show
+	// may have come to depend on what it deletes.
+	shown := map[string]bool{}
+	for _, s := range a.Plan.Steps {
+		if s.Action == api.ActionDelete {
+			shown[s.Target.UID] = true
+		}
+		if s.Cascade != nil {
+			for _, r := range s.Cascade.To {
+				shown[r.UID] = true
+			}
+		}
+	}
+	targets := map[string]api.ObjectRef{}
+	for _, s := range a.Plan.Steps {
+		targets[s.ID] = s.Target
+	}
+	var grown []string
+	for id, c := range plan.Cascades(fp, a.Plan) {
+		for _, r := range c.To {
+			if !shown[r.UID] {
+				grown = append(grown, fmt.Sprintf("deleting %s would now also take %s", targets[id], r))
+			}
+		}
+	}
+	if len(grown) > 0 {
+		sort.Strings(grown)
+		return api.Refuse(api.FixNewPlan, "the cluster changed since planning: %s, which the plan does not show", strings.Join(grown, "; "))
 	}
 	return nil
 }

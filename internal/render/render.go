@@ -247,5 +247,11 @@ func (s Style) describe(st api.Step) string {
 		}
 		detail = strings.Join(parts, ", ") + " — " + st.Reason
 	}
+	if c := st.Cascade; c != nil && c.Objects > 0 {
+		detail += fmt.Sprintf(" — cascades to %d objects", c.Objects)
+		if len(c.To) > 0 {
+			detail += fmt.Sprintf(" (%d outside deleted namespaces, e.g. %s)", len(c.To), c.To[0])
+		}
+	}
 	return fmt.Sprintf("%-8s %s  %s", st.Action, what, s.dim(detail))
 }
