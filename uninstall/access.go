@@ -46,6 +46,16 @@ func (a *stage) needed(targets map[string]*resolved) []access {
 			set[access{verb: "delete", resource: schema.GroupResource{Resource: "secrets"}}] = true
 		}
 	}
+	if len(guarded(a.Plan)) > 0 {
+		for _, r := range []schema.GroupResource{
+			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicies"},
+			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings"},
+			{Resource: "configmaps"},
+		} {
+			set[access{verb: "create", resource: r}] = true
+			set[access{verb: "delete", resource: r}] = true
+		}
+	}
 	out := make([]access, 0, len(set))
 	for k := range set {
 		if k.resource.Resource != "" {

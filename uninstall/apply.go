@@ -102,6 +102,7 @@ type Apply struct {
 	Options
 
 	noDriftCheck bool // tests only (export_test.go): the negative control
+	noGuard      bool // tests only (export_test.go): the guard's negative control
 }
 
 // KindResult is the kind of an apply's result.
@@ -136,6 +137,11 @@ type StageResult struct {
 	Failed       int           `json:"failed"`
 	Steps        []StepResult  `json:"steps"`
 	Verification *Verification `json:"verification,omitempty"`
+	// Guard is how the stage's protected namespaces and retained volumes
+	// were guarded against deletion while it ran: admission-policy, or none
+	// (a server without ValidatingAdmissionPolicies, or nothing to guard;
+	// dry runs are not guarded).
+	Guard string `json:"guard,omitempty"`
 }
 
 // StepResult is what happened to one step.
@@ -225,7 +231,7 @@ func (a *Apply) stages() ([]*stage, error) {
 				o.Progress = func(e Event) { e.Stage = st.Name; a.Progress(e) }
 			}
 		}
-		out[i] = &stage{Clients: c, Plan: st, PlanPath: name, Options: o, createdAt: p.CreatedAt, planDigest: p.Digest, multi: len(p.Stages) > 1, noDriftCheck: a.noDriftCheck}
+		out[i] = &stage{Clients: c, Plan: st, PlanPath: name, Options: o, createdAt: p.CreatedAt, planDigest: p.Digest, multi: len(p.Stages) > 1, noDriftCheck: a.noDriftCheck, noGuard: a.noGuard}
 	}
 	return out, nil
 }

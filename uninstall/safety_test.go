@@ -253,3 +253,92 @@ func TestDamageInProgressIsNotFinished(t *testing.T) {
 		}
 	}
 }
+
+// The deletion guard: while apply runs, an admission policy refuses any
+// deletion of the protected namespaces, from anyone. A Workspace deleted
+// behind apply's back while it still owns a protected namespace (before the
+// detach) makes the garbage collector try to delete that namespace: the
+// guard refuses it (the audit log shows the refused DELETE), the namespace
+// keeps its UID, and the guard is gone afterwards. The negative control,
+// without the guard, loses the namespace.
+func TestDeletionGuard(t *testing.T) {
+	for _, guarded := range []bool{true, false} {
+		name := "guarded"
+		if !guarded {
+			name = "negative control: no guard"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := setup(t, "ks33-host")
+			ctx := context.Background()
+			ns := fixture.UserNamespace("ws1", 0)
+			nsObj, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			var sawDelete, refused bool
+			hook := func(ev uninstall.Event) {
+				if ev.Phase != api.PhaseQuiesce {
+					return
+				}
+				once.Do(func() {
+					mark := e.cp.AuditMark()
+					if err := e.s.Dyn.Resource(fixture.WorkspaceV1alpha1).Delete(ctx, "ws1", metav1.DeleteOptions{}); err != nil {
+						t.Error(err)
+						return
+					}
+					// Give the garbage collector time to act on the orphan.
+					_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+						evs, _ := e.cp.EventsSince(mark, "system:kube-controller-manager")
+						for _, a := range evs {
+							if a.Verb == "delete" && a.ObjectRef != nil && a.ObjectRef.Resource == "namespaces" && a.ObjectRef.Name == ns && a.ResponseStatus != nil {
+								sawDelete = true
+								refused = refused || a.ResponseStatus.Code >= 400
+							}
+						}
+						return sawDelete, nil
+					})
+					// A scan meanwhile sees the guard (as it would one a
+					// killed apply left) and names it.
+					rep, err := scan.Run(ctx, []scan.Target{{Clients: e.clients}}, scan.Options{})
+					if err != nil {
+						t.Errorf("scan while the guard is up: %v", err)
+						return
+					}
+					found := false
+					for _, f := range rep.Host().Findings {
+						found = found || f.ID == hazard.GuardLeftOver
+					}
+					if guarded != found {
+						t.Errorf("scan while apply runs (guard %v): %s finding %v", guarded, hazard.GuardLeftOver, found)
+					}
+				})
+			}
+			tweak := []func(*uninstall.Apply){}
+			if !guarded {
+				tweak = append(tweak, uninstall.DisableGuard)
+			}
+			res, err := e.apply(t, e.plan, uninstall.Options{Progress: hook, FinalizerTimeout: 5 * time.Second, PhaseTimeout: time.Minute}, tweak...)
+			if !sawDelete {
+				t.Fatalf("(apply: %v) the garbage collector never tried to delete %s after its Workspace went: the test proves nothing", err, ns)
+			}
+			got, gerr := e.s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			if !guarded {
+				if refused || (gerr == nil && got.UID == nsObj.UID && got.DeletionTimestamp == nil) {
+					t.Fatalf("negative control: without the guard the garbage collector's delete of %s was refused (%v) or did nothing", ns, refused)
+				}
+				return
+			}
+			if err != nil || res.Stages[0].Guard != uninstall.GuardPolicy {
+				t.Fatalf("apply: %v, guard %q", err, res.Stages[0].Guard)
+			}
+			if !refused || gerr != nil || got.UID != nsObj.UID || got.DeletionTimestamp != nil {
+				t.Fatalf("guarded: the garbage collector's delete of %s refused %v; namespace now %v (err %v)", ns, refused, got.DeletionTimestamp, gerr)
+			}
+			e.assertNothingLost(t)
+			if _, err := e.s.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, uninstall.GuardName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Fatalf("the guard is still there after apply: %v", err)
+			}
+		})
+	}
+}

@@ -36,6 +36,7 @@ type stage struct {
 	planDigest   string
 	multi        bool
 	noDriftCheck bool
+	noGuard      bool
 	lease        *lease
 }
 
@@ -89,6 +90,20 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 	var known map[string]*unstructured.Unstructured
 	if res.BackedUp, known, err = a.backup(ctx, targets); err != nil {
 		return res, err
+	}
+	if !a.DryRun && !a.noGuard {
+		g, err := installGuard(writeCtx, a.Clients, a.Plan)
+		if err != nil {
+			return res, err
+		}
+		res.Guard = g.mode
+		// Removed on every way out, except after losing the Lease: the
+		// apply that holds it now owns the cluster (and replaces it).
+		defer func() {
+			if a.lease.Lost() == nil {
+				g.remove(ctx)
+			}
+		}()
 	}
 
 	x := &executor{stage: a, targets: targets, journal: j, writeCtx: writeCtx, known: known}

@@ -43,6 +43,12 @@ func Apply(w io.Writer, r *uninstall.Result, p *api.Plan) {
 		}
 		fmt.Fprintf(w, "%s: %d steps done, %d skipped, %d failed%s; backup of %d objects in %s\n",
 			mode, st.Done, st.Skipped, st.Failed, dur, st.BackedUp, st.BackupDir)
+		switch st.Guard {
+		case uninstall.GuardPolicy:
+			fmt.Fprintf(w, "Guarded: while it ran, an admission policy (%s) refused any deletion of the protected namespaces and retained volumes, the garbage collector's included.\n", uninstall.GuardName)
+		case uninstall.GuardNone:
+			fmt.Fprintf(w, "Not guarded: this server has no ValidatingAdmissionPolicy API (Kubernetes 1.30+), or nothing was protected.\n")
+		}
 		if v := st.Verification; v != nil {
 			verification(w, v, &p.Stages[i])
 		}

@@ -219,7 +219,8 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 			f.add(obj, CatKubeSphere, "KubeSphere object ("+g+")")
 		case g == "apiextensions.k8s.io" && obj.Resource.Kind == "CustomResourceDefinition":
 			crds = append(crds, obj) // once every instance is classified
-		case g == "admissionregistration.k8s.io":
+		case g == "admissionregistration.k8s.io" && (obj.Resource.Kind == "ValidatingWebhookConfiguration" || obj.Resource.Kind == "MutatingWebhookConfiguration"):
+			// Admission policies (listed as metadata) are never KubeSphere's.
 			if why := f.webhookReason(obj); why != "" {
 				f.add(obj, CatWebhook, why)
 			}

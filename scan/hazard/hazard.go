@@ -29,7 +29,11 @@ const (
 	KubeFedWithoutKS     = "kubefed-without-kubesphere"
 	KubeFedManagedOrphan = "kubefed-managed-orphan"
 	UserDataDeleting     = "user-data-being-deleted"
+	GuardLeftOver        = "deletion-guard-left"
 )
+
+// guardName is the deletion guard `ks-clean apply` installs for its run.
+const guardName = "ks-clean-guard"
 
 // Options tune the checks that connect to other clusters.
 type Options struct {
@@ -60,6 +64,7 @@ func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]api.Finding
 	out = append(out, apiServices(f)...)
 	out = append(out, stuckNamespaces(f)...)
 	out = append(out, userDataDeleting(f)...)
+	out = append(out, leftoverGuard(f)...)
 	out = append(out, kubeFedLeftovers(f)...)
 	out = append(out, kept(f)...)
 	SortFindings(out)
@@ -530,4 +535,25 @@ func deletionCause(f *footprint.Footprint, o *inventory.Object) string {
 		why = append(why, "held by finalizers "+strings.Join(fins, ", "))
 	}
 	return strings.Join(why, "; ")
+}
+
+// leftoverGuard: the deletion guard of an apply that was killed (or of one
+// running right now) still refuses deleting what it protected.
+func leftoverGuard(f *footprint.Footprint) []api.Finding {
+	var objs []*inventory.Object
+	for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
+		for _, o := range f.Inv.OfKind("admissionregistration.k8s.io", kind) {
+			if o.GetName() == guardName {
+				objs = append(objs, o)
+			}
+		}
+	}
+	if len(objs) == 0 {
+		return nil
+	}
+	return []api.Finding{{
+		ID: GuardLeftOver, Severity: api.Warning,
+		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it; it refuses deleting the namespaces and volumes that apply protected. The next apply replaces and removes it; to remove it now: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s; kubectl -n kube-system delete configmap %s", guardName, guardName, guardName),
+		Objects: refs(objs...),
+	}}
 }

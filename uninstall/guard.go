@@ -1,0 +1,267 @@
+package uninstall
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
+)
+
+// GuardName names the deletion guard's ValidatingAdmissionPolicy, its
+// binding and its parameter ConfigMap (in kube-system).
+const GuardName = "ks-clean-guard"
+
+const guardMessage = "ks-clean apply is running and protects this object from deletion (the user's namespace or a retained volume); see 'ks-clean scan'"
+
+// Guard modes, as the result reports them.
+const (
+	GuardPolicy = "admission-policy"
+	GuardNone   = "none"
+)
+
+// guard is a ValidatingAdmissionPolicy that denies DELETE of the plan's
+// protected namespaces and retained PersistentVolumes, from anyone, the
+// garbage collector and the namespace controller included, while apply
+// runs: a path nobody tested cannot lose them either.
+type guard struct {
+	kc   kubernetes.Interface
+	uids map[types.UID]string
+	// created are the UIDs of what this apply made, removed only if they
+	// are still those objects.
+	created map[string]types.UID
+	mode    string
+}
+
+func guardLabels() map[string]string {
+	return map[string]string{"app.kubernetes.io/managed-by": "ks-clean"}
+}
+
+// guarded lists what the guard protects: every protected namespace and
+// PersistentVolume of the stage.
+func guarded(st *api.Stage) map[types.UID]string {
+	out := map[types.UID]string{}
+	for _, r := range st.Protected {
+		if r.Group() == "" && (r.Kind == "Namespace" || r.Kind == "PersistentVolume") && r.UID != "" {
+			out[types.UID(r.UID)] = r.String()
+		}
+	}
+	return out
+}
+
+// installGuard puts the guard in place and waits until the apiserver
+// enforces it (a dry-run delete of a guarded namespace is refused). A
+// server without the ValidatingAdmissionPolicy API gets none, and says so.
+func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, error) {
+	g := &guard{kc: c.Kube, uids: guarded(st), created: map[string]types.UID{}, mode: GuardNone}
+	if len(g.uids) == 0 {
+		return g, nil
+	}
+	served, err := policyServed(c)
+	if err != nil || !served {
+		return g, err
+	}
+	data := map[string]string{}
+	for uid, what := range g.uids {
+		data[string(uid)] = what
+	}
+	fail := admissionregistrationv1.Fail
+	deny := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: GuardName, Namespace: "kube-system", Labels: guardLabels()}, Data: data}
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: GuardName, Labels: guardLabels()},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"namespaces", "persistentvolumes"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "!(oldObject.metadata.uid in params.data)",
+				Message:    guardMessage,
+				Reason:     ptr(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: GuardName, Labels: guardLabels()},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        GuardName,
+			ValidationActions: deny,
+			ParamRef:          &admissionregistrationv1.ParamRef{Name: GuardName, Namespace: "kube-system", ParameterNotFoundAction: ptr(admissionregistrationv1.DenyAction)},
+		},
+	}
+	// A guard left by an apply that was killed is replaced.
+	if err := g.removeLeftover(ctx); err != nil {
+		return nil, err
+	}
+	ar := c.Kube.AdmissionregistrationV1()
+	steps := []func() (types.UID, error){
+		func() (types.UID, error) {
+			o, err := c.Kube.CoreV1().ConfigMaps("kube-system").Create(ctx, cm, metav1.CreateOptions{})
+			return uidOf(o, err)
+		},
+		func() (types.UID, error) {
+			o, err := ar.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{})
+			return uidOf(o, err)
+		},
+		func() (types.UID, error) {
+			o, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{})
+			return uidOf(o, err)
+		},
+	}
+	for i, create := range steps {
+		var uid types.UID
+		err := kube.Retry(ctx, func() (err error) { uid, err = create(); return err })
+		if err != nil {
+			g.remove(ctx)
+			return nil, fmt.Errorf("install the deletion guard: %w", err)
+		}
+		g.created[[]string{"configmap", "policy", "binding"}[i]] = uid
+	}
+	g.mode = GuardPolicy
+	if err := g.waitEnforced(ctx); err != nil {
+		g.remove(ctx)
+		return nil, err
+	}
+	return g, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func uidOf(o metav1.Object, err error) (types.UID, error) {
+	if err != nil {
+		return "", err
+	}
+	return o.GetUID(), nil
+}
+
+// policyServed: the server offers admissionregistration.k8s.io/v1
+// ValidatingAdmissionPolicies (Kubernetes 1.30 and later).
+func policyServed(c *kube.Clients) (bool, error) {
+	var list *metav1.APIResourceList
+	err := kube.Retry(context.Background(), func() (err error) {
+		list, err = c.Discovery.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1")
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discover admission policies: %w", err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == "validatingadmissionpolicies" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// waitEnforced waits until a dry-run delete of a guarded namespace is
+// refused by the guard: policies take effect asynchronously.
+func (g *guard) waitEnforced(ctx context.Context) error {
+	var probe string
+	for uid, what := range g.uids {
+		name := nameOf(what)
+		if !strings.HasPrefix(what, "Namespace/") || immortal[name] {
+			continue // the apiserver itself refuses deleting these: no probe
+		}
+		if ns, err := g.kc.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); err == nil && ns.UID == uid {
+			probe = ns.Name
+			break
+		}
+	}
+	if probe == "" {
+		return nil // only volumes guarded: nothing safe to probe with
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := g.kc.CoreV1().Namespaces().Delete(ctx, probe, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), guardMessage), nil
+	})
+	if err != nil {
+		return fmt.Errorf("the deletion guard was installed but is not enforced after 30s (a dry-run delete of namespace %s was not refused): %w", probe, err)
+	}
+	return nil
+}
+
+// immortal are the namespaces the apiserver never lets anyone delete.
+var immortal = map[string]bool{"default": true, "kube-system": true, "kube-public": true}
+
+func nameOf(what string) string {
+	for i := len(what) - 1; i >= 0; i-- {
+		if what[i] == '/' {
+			return what[i+1:]
+		}
+	}
+	return what
+}
+
+// remove deletes what this apply created, each only if it is still that
+// object (another apply may have replaced it).
+func (g *guard) remove(ctx context.Context) {
+	if g == nil || len(g.created) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	ar := g.kc.AdmissionregistrationV1()
+	del := map[string]func(metav1.DeleteOptions) error{
+		"binding": func(o metav1.DeleteOptions) error {
+			return ar.ValidatingAdmissionPolicyBindings().Delete(ctx, GuardName, o)
+		},
+		"policy": func(o metav1.DeleteOptions) error { return ar.ValidatingAdmissionPolicies().Delete(ctx, GuardName, o) },
+		"configmap": func(o metav1.DeleteOptions) error {
+			return g.kc.CoreV1().ConfigMaps("kube-system").Delete(ctx, GuardName, o)
+		},
+	}
+	for _, k := range []string{"binding", "policy", "configmap"} {
+		uid, ok := g.created[k]
+		if !ok {
+			continue
+		}
+		err := kube.Retry(ctx, func() error {
+			err := del[k](metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				return nil
+			}
+			return err
+		})
+		if err == nil {
+			delete(g.created, k)
+		}
+	}
+}
+
+// removeLeftover deletes a guard whatever made it: one left by an apply
+// that was killed (this apply holds the Lease, so no other is running).
+func (g *guard) removeLeftover(ctx context.Context) error {
+	ar := g.kc.AdmissionregistrationV1()
+	for _, del := range []func() error{
+		func() error {
+			return ar.ValidatingAdmissionPolicyBindings().Delete(ctx, GuardName, metav1.DeleteOptions{})
+		},
+		func() error { return ar.ValidatingAdmissionPolicies().Delete(ctx, GuardName, metav1.DeleteOptions{}) },
+		func() error {
+			return g.kc.CoreV1().ConfigMaps("kube-system").Delete(ctx, GuardName, metav1.DeleteOptions{})
+		},
+	} {
+		if err := kube.Retry(ctx, del); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("remove the deletion guard a killed apply left: %w", err)
+		}
+	}
+	return nil
+}
