@@ -109,28 +109,37 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 		return nil, err
 	}
 	ar := c.Kube.AdmissionregistrationV1()
-	steps := []func() (types.UID, error){
-		func() (types.UID, error) {
-			o, err := c.Kube.CoreV1().ConfigMaps("kube-system").Create(ctx, cm, metav1.CreateOptions{})
-			return uidOf(o, err)
-		},
-		func() (types.UID, error) {
-			o, err := ar.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{})
-			return uidOf(o, err)
-		},
-		func() (types.UID, error) {
-			o, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{})
-			return uidOf(o, err)
-		},
-	}
-	for i, create := range steps {
+	cms, policies, bindings := c.Kube.CoreV1().ConfigMaps("kube-system"), ar.ValidatingAdmissionPolicies(), ar.ValidatingAdmissionPolicyBindings()
+	for _, step := range []struct {
+		what   string
+		create func() (metav1.Object, error)
+		get    func() (metav1.Object, error)
+	}{
+		{"configmap", func() (metav1.Object, error) { return cms.Create(ctx, cm, metav1.CreateOptions{}) },
+			func() (metav1.Object, error) { return cms.Get(ctx, GuardName, metav1.GetOptions{}) }},
+		{"policy", func() (metav1.Object, error) { return policies.Create(ctx, policy, metav1.CreateOptions{}) },
+			func() (metav1.Object, error) { return policies.Get(ctx, GuardName, metav1.GetOptions{}) }},
+		{"binding", func() (metav1.Object, error) { return bindings.Create(ctx, binding, metav1.CreateOptions{}) },
+			func() (metav1.Object, error) { return bindings.Get(ctx, GuardName, metav1.GetOptions{}) }},
+	} {
 		var uid types.UID
-		err := kube.Retry(ctx, func() (err error) { uid, err = create(); return err })
+		err := kube.Retry(ctx, func() error {
+			o, err := step.create()
+			if apierrors.IsAlreadyExists(err) {
+				// A retried create whose first answer was lost: this apply
+				// holds the Lease and removed any leftover, so it is ours.
+				o, err = step.get()
+			}
+			if err == nil {
+				uid = o.GetUID()
+			}
+			return err
+		})
 		if err != nil {
 			g.remove(ctx)
 			return nil, fmt.Errorf("install the deletion guard: %w", err)
 		}
-		g.created[[]string{"configmap", "policy", "binding"}[i]] = uid
+		g.created[step.what] = uid
 	}
 	g.mode = GuardPolicy
 	if err := g.waitEnforced(ctx); err != nil {
@@ -141,13 +150,6 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func uidOf(o metav1.Object, err error) (types.UID, error) {
-	if err != nil {
-		return "", err
-	}
-	return o.GetUID(), nil
-}
 
 // policyServed: the server offers admissionregistration.k8s.io/v1
 // ValidatingAdmissionPolicies (Kubernetes 1.30 and later).
