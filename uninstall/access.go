@@ -50,7 +50,6 @@ func (a *stage) needed(targets map[string]*resolved) []access {
 		for _, r := range []schema.GroupResource{
 			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicies"},
 			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings"},
-			{Resource: "configmaps"},
 		} {
 			set[access{verb: "create", resource: r}] = true
 			set[access{verb: "delete", resource: r}] = true

@@ -3,11 +3,11 @@ package uninstall
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,8 +18,8 @@ import (
 	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
-// GuardName names the deletion guard's ValidatingAdmissionPolicy, its
-// binding and its parameter ConfigMap (in kube-system).
+// GuardName names the deletion guard's ValidatingAdmissionPolicy and its
+// binding.
 const GuardName = "ks-clean-guard"
 
 const guardMessage = "ks-clean apply is running and protects this object from deletion (the user's namespace or a retained volume); see 'ks-clean scan'"
@@ -71,18 +71,12 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 	if err != nil || !served {
 		return g, err
 	}
-	data := map[string]string{}
-	for uid, what := range g.uids {
-		data[string(uid)] = what
-	}
 	fail := admissionregistrationv1.Fail
 	deny := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: GuardName, Namespace: "kube-system", Labels: guardLabels()}, Data: data}
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: GuardName, Labels: guardLabels()},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: &fail,
-			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
@@ -90,7 +84,7 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 				},
 			}}},
 			Validations: []admissionregistrationv1.Validation{{
-				Expression: "!(oldObject.metadata.uid in params.data)",
+				Expression: guardExpression(g.uids),
 				Message:    guardMessage,
 				Reason:     ptr(metav1.StatusReasonForbidden),
 			}},
@@ -101,7 +95,6 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 			PolicyName:        GuardName,
 			ValidationActions: deny,
-			ParamRef:          &admissionregistrationv1.ParamRef{Name: GuardName, Namespace: "kube-system", ParameterNotFoundAction: ptr(admissionregistrationv1.DenyAction)},
 		},
 	}
 	// A guard left by an apply that was killed is replaced.
@@ -109,14 +102,12 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 		return nil, err
 	}
 	ar := c.Kube.AdmissionregistrationV1()
-	cms, policies, bindings := c.Kube.CoreV1().ConfigMaps("kube-system"), ar.ValidatingAdmissionPolicies(), ar.ValidatingAdmissionPolicyBindings()
+	policies, bindings := ar.ValidatingAdmissionPolicies(), ar.ValidatingAdmissionPolicyBindings()
 	for _, step := range []struct {
 		what   string
 		create func() (metav1.Object, error)
 		get    func() (metav1.Object, error)
 	}{
-		{"configmap", func() (metav1.Object, error) { return cms.Create(ctx, cm, metav1.CreateOptions{}) },
-			func() (metav1.Object, error) { return cms.Get(ctx, GuardName, metav1.GetOptions{}) }},
 		{"policy", func() (metav1.Object, error) { return policies.Create(ctx, policy, metav1.CreateOptions{}) },
 			func() (metav1.Object, error) { return policies.Get(ctx, GuardName, metav1.GetOptions{}) }},
 		{"binding", func() (metav1.Object, error) { return bindings.Create(ctx, binding, metav1.CreateOptions{}) },
@@ -150,6 +141,19 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// guardExpression denies when the object's UID is one of the guarded: a
+// map literal in the expression itself (no parameter object, whose informer
+// can lag behind a policy re-created after a killed apply), looked up in
+// constant time.
+func guardExpression(uids map[types.UID]string) string {
+	keys := make([]string, 0, len(uids))
+	for uid := range uids {
+		keys = append(keys, fmt.Sprintf("%q: true", string(uid)))
+	}
+	sort.Strings(keys)
+	return "!(oldObject.metadata.uid in {" + strings.Join(keys, ", ") + "})"
+}
 
 // policyServed: the server offers admissionregistration.k8s.io/v1
 // ValidatingAdmissionPolicies (Kubernetes 1.30 and later).
@@ -190,12 +194,13 @@ func (g *guard) waitEnforced(ctx context.Context) error {
 	if probe == "" {
 		return nil // only volumes guarded: nothing safe to probe with
 	}
+	var last error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		err := g.kc.CoreV1().Namespaces().Delete(ctx, probe, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
-		return err != nil && strings.Contains(err.Error(), guardMessage), nil
+		last = g.kc.CoreV1().Namespaces().Delete(ctx, probe, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		return last != nil && strings.Contains(last.Error(), guardMessage), nil
 	})
 	if err != nil {
-		return fmt.Errorf("the deletion guard was installed but is not enforced after 30s (a dry-run delete of namespace %s was not refused): %w", probe, err)
+		return fmt.Errorf("the deletion guard was installed but is not enforced after 30s (a dry-run delete of namespace %s answered %v): %w", probe, last, err)
 	}
 	return nil
 }
@@ -226,11 +231,8 @@ func (g *guard) remove(ctx context.Context) {
 			return ar.ValidatingAdmissionPolicyBindings().Delete(ctx, GuardName, o)
 		},
 		"policy": func(o metav1.DeleteOptions) error { return ar.ValidatingAdmissionPolicies().Delete(ctx, GuardName, o) },
-		"configmap": func(o metav1.DeleteOptions) error {
-			return g.kc.CoreV1().ConfigMaps("kube-system").Delete(ctx, GuardName, o)
-		},
 	}
-	for _, k := range []string{"binding", "policy", "configmap"} {
+	for _, k := range []string{"binding", "policy"} {
 		uid, ok := g.created[k]
 		if !ok {
 			continue
@@ -257,9 +259,6 @@ func (g *guard) removeLeftover(ctx context.Context) error {
 			return ar.ValidatingAdmissionPolicyBindings().Delete(ctx, GuardName, metav1.DeleteOptions{})
 		},
 		func() error { return ar.ValidatingAdmissionPolicies().Delete(ctx, GuardName, metav1.DeleteOptions{}) },
-		func() error {
-			return g.kc.CoreV1().ConfigMaps("kube-system").Delete(ctx, GuardName, metav1.DeleteOptions{})
-		},
 	} {
 		if err := kube.Retry(ctx, del); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("remove the deletion guard a killed apply left: %w", err)

@@ -553,7 +553,7 @@ func leftoverGuard(f *footprint.Footprint) []api.Finding {
 	}
 	return []api.Finding{{
 		ID: GuardLeftOver, Severity: api.Warning,
-		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it; it refuses deleting the namespaces and volumes that apply protected. The next apply replaces and removes it; to remove it now: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s; kubectl -n kube-system delete configmap %s", guardName, guardName, guardName),
+		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it; it refuses deleting the namespaces and volumes that apply protected. The next apply replaces and removes it; to remove it now: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s", guardName, guardName),
 		Objects: refs(objs...),
 	}}
 }
