@@ -67,3 +67,7 @@ var ErrInterrupted = errors.New("apply interrupted; run the same command again t
 // no write after noticing, and its journal lets it resume once the other
 // holder is done.
 var ErrLeaseLost = errors.New("lost the cluster's Lease: another ks-clean apply may hold the cluster; no write was issued after the loss was noticed")
+
+// GuardName names the deletion guard `ks-clean apply` installs for its run
+// (a ValidatingAdmissionPolicy and its binding); scan reports one left over.
+const GuardName = "ks-clean-guard"

@@ -19,8 +19,8 @@ import (
 )
 
 // GuardName names the deletion guard's ValidatingAdmissionPolicy and its
-// binding.
-const GuardName = "ks-clean-guard"
+// binding (scan looks for it under the same name).
+const GuardName = api.GuardName
 
 const guardMessage = "ks-clean apply is running and protects this object from deletion (the user's namespace or a retained volume); see 'ks-clean scan'"
 

@@ -32,9 +32,6 @@ const (
 	GuardLeftOver        = "deletion-guard-left"
 )
 
-// guardName is the deletion guard `ks-clean apply` installs for its run.
-const guardName = "ks-clean-guard"
-
 // Options tune the checks that connect to other clusters.
 type Options struct {
 	// Timeout for each connection to a cluster record's endpoint.
@@ -543,7 +540,7 @@ func leftoverGuard(f *footprint.Footprint) []api.Finding {
 	var objs []*inventory.Object
 	for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		for _, o := range f.Inv.OfKind("admissionregistration.k8s.io", kind) {
-			if o.GetName() == guardName {
+			if o.GetName() == api.GuardName {
 				objs = append(objs, o)
 			}
 		}
@@ -553,7 +550,7 @@ func leftoverGuard(f *footprint.Footprint) []api.Finding {
 	}
 	return []api.Finding{{
 		ID: GuardLeftOver, Severity: api.Warning,
-		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it; it refuses deleting the namespaces and volumes that apply protected. The next apply replaces and removes it; to remove it now: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s", guardName, guardName),
+		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it; it refuses deleting the namespaces and volumes that apply protected. The next apply replaces and removes it; to remove it now: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s", api.GuardName, api.GuardName),
 		Objects: refs(objs...),
 	}}
 }
