@@ -142,6 +142,10 @@ type StageResult struct {
 	// (a server without ValidatingAdmissionPolicies, or nothing to guard;
 	// dry runs are not guarded).
 	Guard string `json:"guard,omitempty"`
+	// GuardKept: the guard was left in place because the final check found
+	// protected objects the garbage collector would delete without it
+	// (Verification.AtRisk). The next apply takes it over.
+	GuardKept bool `json:"guardKept,omitempty"`
 }
 
 // StepResult is what happened to one step.
@@ -257,6 +261,12 @@ func (r *Result) add(sr *StageResult, multi bool) {
 				p = sr.Name + ": " + p
 			}
 			r.Verification.Problems = append(r.Verification.Problems, p)
+		}
+		for _, p := range v.AtRisk {
+			if multi {
+				p = sr.Name + ": " + p
+			}
+			r.Verification.AtRisk = append(r.Verification.AtRisk, p)
 		}
 	}
 }

@@ -97,29 +97,42 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, 
 			ValidationActions: deny,
 		},
 	}
-	// A guard left by an apply that was killed is replaced.
-	if err := g.removeLeftover(ctx); err != nil {
-		return nil, err
-	}
+	// A guard already there (left by an apply that was killed or that
+	// kept it for objects still at risk, or made by this apply's create
+	// whose answer was lost) is taken over in place: deleting and
+	// re-creating it would leave a moment with no guard. This apply holds
+	// the Lease, so no other apply is using it.
 	ar := c.Kube.AdmissionregistrationV1()
 	policies, bindings := ar.ValidatingAdmissionPolicies(), ar.ValidatingAdmissionPolicyBindings()
 	for _, step := range []struct {
 		what   string
 		create func() (metav1.Object, error)
-		get    func() (metav1.Object, error)
+		update func() (metav1.Object, error)
 	}{
 		{"policy", func() (metav1.Object, error) { return policies.Create(ctx, policy, metav1.CreateOptions{}) },
-			func() (metav1.Object, error) { return policies.Get(ctx, GuardName, metav1.GetOptions{}) }},
+			func() (metav1.Object, error) {
+				old, err := policies.Get(ctx, GuardName, metav1.GetOptions{})
+				if err != nil {
+					return nil, err
+				}
+				old.Labels, old.Spec = policy.Labels, policy.Spec
+				return policies.Update(ctx, old, metav1.UpdateOptions{})
+			}},
 		{"binding", func() (metav1.Object, error) { return bindings.Create(ctx, binding, metav1.CreateOptions{}) },
-			func() (metav1.Object, error) { return bindings.Get(ctx, GuardName, metav1.GetOptions{}) }},
+			func() (metav1.Object, error) {
+				old, err := bindings.Get(ctx, GuardName, metav1.GetOptions{})
+				if err != nil {
+					return nil, err
+				}
+				old.Labels, old.Spec = binding.Labels, binding.Spec
+				return bindings.Update(ctx, old, metav1.UpdateOptions{})
+			}},
 	} {
 		var uid types.UID
-		err := kube.Retry(ctx, func() error {
+		err := kube.RetryIf(ctx, func(err error) bool { return apierrors.IsConflict(err) || kube.Retriable(err) }, func() error {
 			o, err := step.create()
 			if apierrors.IsAlreadyExists(err) {
-				// A retried create whose first answer was lost: this apply
-				// holds the Lease and removed any leftover, so it is ours.
-				o, err = step.get()
+				o, err = step.update()
 			}
 			if err == nil {
 				uid = o.GetUID()
@@ -177,30 +190,65 @@ func policyServed(c *kube.Clients) (bool, error) {
 	return false, nil
 }
 
-// waitEnforced waits until a dry-run delete of a guarded namespace is
-// refused by the guard: policies take effect asynchronously.
+// waitEnforced waits until a dry-run delete of a guarded object is refused
+// by the guard: policies take effect asynchronously. The probe is an object
+// not already being deleted: the apiserver answers a delete of a
+// terminating namespace without asking admission.
 func (g *guard) waitEnforced(ctx context.Context) error {
-	var probe string
-	for uid, what := range g.uids {
-		name := nameOf(what)
-		if !strings.HasPrefix(what, "Namespace/") || immortal[name] {
-			continue // the apiserver itself refuses deleting these: no probe
-		}
-		if ns, err := g.kc.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); err == nil && ns.UID == uid {
-			probe = ns.Name
-			break
-		}
-	}
-	if probe == "" {
-		return nil // only volumes guarded: nothing safe to probe with
+	probe := g.probe(ctx)
+	if probe == nil {
+		return nil // nothing guarded that a dry-run delete reaches admission with
 	}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		last = g.kc.CoreV1().Namespaces().Delete(ctx, probe, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		last = probe.dryRunDelete(ctx)
 		return last != nil && strings.Contains(last.Error(), guardMessage), nil
 	})
 	if err != nil {
-		return fmt.Errorf("the deletion guard was installed but is not enforced after 30s (a dry-run delete of namespace %s answered %v): %w", probe, last, err)
+		return fmt.Errorf("the deletion guard was installed but is not enforced after 30s (a dry-run delete of %s answered %v): %w", probe.what, last, err)
+	}
+	return nil
+}
+
+type guardProbe struct {
+	what         string
+	dryRunDelete func(context.Context) error
+}
+
+// probe picks a guarded namespace, else volume, that exists with its
+// guarded UID and is not being deleted.
+func (g *guard) probe(ctx context.Context) *guardProbe {
+	dry := metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}
+	whats := make([]string, 0, len(g.uids))
+	byWhat := map[string]types.UID{}
+	for uid, what := range g.uids {
+		whats = append(whats, what)
+		byWhat[what] = uid
+	}
+	sort.Strings(whats) // Namespace/ before PersistentVolume/
+	for _, what := range whats {
+		name := nameOf(what)
+		var obj metav1.Object
+		var del func(context.Context) error
+		switch {
+		case strings.HasPrefix(what, "Namespace/") && !immortal[name]:
+			ns, err := g.kc.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+			obj, del = ns, func(ctx context.Context) error { return g.kc.CoreV1().Namespaces().Delete(ctx, name, dry) }
+			if err != nil {
+				continue
+			}
+		case strings.HasPrefix(what, "PersistentVolume/"):
+			pv, err := g.kc.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
+			obj, del = pv, func(ctx context.Context) error { return g.kc.CoreV1().PersistentVolumes().Delete(ctx, name, dry) }
+			if err != nil {
+				continue
+			}
+		default:
+			continue // the apiserver itself refuses deleting these: no probe
+		}
+		if obj.GetUID() == byWhat[what] && obj.GetDeletionTimestamp() == nil {
+			return &guardProbe{what: what, dryRunDelete: del}
+		}
 	}
 	return nil
 }
@@ -248,21 +296,4 @@ func (g *guard) remove(ctx context.Context) {
 			delete(g.created, k)
 		}
 	}
-}
-
-// removeLeftover deletes a guard whatever made it: one left by an apply
-// that was killed (this apply holds the Lease, so no other is running).
-func (g *guard) removeLeftover(ctx context.Context) error {
-	ar := g.kc.AdmissionregistrationV1()
-	for _, del := range []func() error{
-		func() error {
-			return ar.ValidatingAdmissionPolicyBindings().Delete(ctx, GuardName, metav1.DeleteOptions{})
-		},
-		func() error { return ar.ValidatingAdmissionPolicies().Delete(ctx, GuardName, metav1.DeleteOptions{}) },
-	} {
-		if err := kube.Retry(ctx, del); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("remove the deletion guard a killed apply left: %w", err)
-		}
-	}
-	return nil
 }

@@ -97,9 +97,15 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 			return res, err
 		}
 		res.Guard = g.mode
-		// Removed on every way out, except after losing the Lease: the
-		// apply that holds it now owns the cluster (and replaces it).
+		// Removed on every way out, except after losing the Lease (the
+		// apply that holds it now owns the cluster and takes it over), and
+		// while protected objects are still owned by what was deleted: the
+		// garbage collector would delete them the moment it went.
 		defer func() {
+			if v := res.Verification; v != nil && len(v.AtRisk) > 0 && g.mode == GuardPolicy {
+				res.GuardKept = true
+				return
+			}
 			if a.lease.Lost() == nil {
 				g.remove(ctx)
 			}
@@ -141,7 +147,13 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 		return res, err
 	}
 	if !v.OK {
-		return res, fmt.Errorf("verification failed: %s", strings.Join(v.Problems, "; "))
+		err := fmt.Errorf("verification failed: %s", strings.Join(v.Problems, "; "))
+		if len(v.AtRisk) > 0 && res.Guard == GuardPolicy {
+			// Said here, before the deferred removal decides, because the
+			// decision rests on the same AtRisk list.
+			err = fmt.Errorf("%w; the deletion guard %s stays in place so that the garbage collector cannot delete them: run 'ks-clean plan' again (it detaches them) and apply the new plan, which takes the guard over and removes it at the end", err, GuardName)
+		}
+		return res, err
 	}
 	return res, nil
 }

@@ -18,6 +18,10 @@ type Verification struct {
 	Remaining        int      `json:"remaining"`
 	ProtectedChecked int      `json:"protectedChecked"`
 	Problems         []string `json:"problems,omitempty"`
+	// AtRisk are protected objects still owned by something the plan
+	// deleted: the garbage collector deletes them once nothing refuses it,
+	// so the deletion guard stays in place (StageResult.GuardKept).
+	AtRisk []string `json:"atRisk,omitempty"`
 }
 
 // verify rescans: success only when nothing of KubeSphere/KubeFed remains
@@ -56,6 +60,7 @@ func (a *stage) verify(ctx context.Context) (*Verification, error) {
 		for _, ref := range o.GetOwnerReferences() {
 			if deleted[ref.UID] {
 				add("protected %s still has an owner reference to deleted %s %s", p, ref.Kind, ref.Name)
+				v.AtRisk = append(v.AtRisk, p.String())
 			}
 		}
 	}
