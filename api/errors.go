@@ -68,6 +68,11 @@ var ErrInterrupted = errors.New("apply interrupted; run the same command again t
 // holder is done.
 var ErrLeaseLost = errors.New("lost the cluster's Lease: another ks-clean apply may hold the cluster; no write was issued after the loss was noticed")
 
+// ErrGuardTripped is returned when an apply stopped because a protected
+// namespace or retained volume began to be deleted while it ran, on a
+// server whose guard could only watch (the tripwire).
+var ErrGuardTripped = errors.New("stopped: the deletion guard's tripwire fired")
+
 // GuardName names the deletion guard `ks-clean apply` installs for its run
 // (a ValidatingAdmissionPolicy and its binding); scan reports one left over.
 const GuardName = "ks-clean-guard"

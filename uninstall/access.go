@@ -51,8 +51,14 @@ func (a *stage) needed(targets map[string]*resolved) []access {
 			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicies"},
 			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings"},
 		} {
-			set[access{verb: "create", resource: r}] = true
-			set[access{verb: "delete", resource: r}] = true
+			for _, verb := range []string{"create", "update", "delete"} { // update: taking over a leftover guard
+				set[access{verb: verb, resource: r}] = true
+			}
+		}
+		// The tripwire, where the server has no admission policies.
+		for _, r := range []string{"namespaces", "persistentvolumes"} {
+			set[access{verb: "list", resource: schema.GroupResource{Resource: r}}] = true
+			set[access{verb: "watch", resource: schema.GroupResource{Resource: r}}] = true
 		}
 	}
 	out := make([]access, 0, len(set))

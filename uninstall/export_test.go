@@ -7,3 +7,10 @@ func DisableDriftCheck(a *Apply) { a.noDriftCheck = true }
 // DisableGuard runs apply without its deletion guard: the negative control
 // of the guard's test.
 func DisableGuard(a *Apply) { a.noGuard = true }
+
+// UseTripwire makes every apply use the guard's tripwire, the fallback for
+// servers without admission policies; it returns the undo.
+func UseTripwire() func() {
+	tripwireOnly = true
+	return func() { tripwireOnly = false }
+}

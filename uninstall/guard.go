@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -26,9 +30,38 @@ const guardMessage = "ks-clean apply is running and protects this object from de
 
 // Guard modes, as the result reports them.
 const (
+	// GuardPolicy: a ValidatingAdmissionPolicy refused every delete of a
+	// guarded object (Kubernetes 1.30 and later).
 	GuardPolicy = "admission-policy"
-	GuardNone   = "none"
+	// GuardTripwire: the server cannot refuse deletes (no
+	// ValidatingAdmissionPolicy API); apply watched the guarded objects and
+	// would have stopped every write the moment one was being deleted.
+	GuardTripwire = "tripwire"
+	// GuardNone: nothing to guard.
+	GuardNone = "none"
 )
+
+// GuardTrippedError says apply stopped because a guarded object (a
+// protected namespace or retained volume) began to be deleted while it ran,
+// on a server where the guard could only watch. No write was issued after
+// At.
+type GuardTrippedError struct {
+	Object string
+	// Deleted: the object is gone, not only being deleted.
+	Deleted bool
+	At      time.Time
+}
+
+func (e *GuardTrippedError) Error() string {
+	what := "is being deleted"
+	if e.Deleted {
+		what = "was deleted"
+	}
+	return fmt.Sprintf("%v: protected %s %s by someone else while apply ran (noticed %s); this server cannot refuse the delete (no ValidatingAdmissionPolicy API, Kubernetes 1.30+), so apply watched for it and stopped. Find who deleted it (its ownerReferences and events, the audit log), then run 'ks-clean scan': it names what is being deleted and what of the user's is left",
+		api.ErrGuardTripped, e.Object, what, e.At.UTC().Format(time.RFC3339))
+}
+
+func (e *GuardTrippedError) Unwrap() error { return api.ErrGuardTripped }
 
 // guard is a ValidatingAdmissionPolicy that denies DELETE of the plan's
 // protected namespaces and retained PersistentVolumes, from anyone, the
@@ -41,6 +74,8 @@ type guard struct {
 	// are still those objects.
 	created map[string]types.UID
 	mode    string
+	// stopWatch ends the tripwire's watches.
+	stopWatch context.CancelFunc
 }
 
 func guardLabels() map[string]string {
@@ -60,16 +95,20 @@ func guarded(st *api.Stage) map[types.UID]string {
 }
 
 // installGuard puts the guard in place and waits until the apiserver
-// enforces it (a dry-run delete of a guarded namespace is refused). A
-// server without the ValidatingAdmissionPolicy API gets none, and says so.
-func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage) (*guard, error) {
+// enforces it (a dry-run delete of a guarded namespace is refused). On a
+// server without the ValidatingAdmissionPolicy API it sets a tripwire
+// instead, which calls halt.
+func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage, halt func(error)) (*guard, error) {
 	g := &guard{kc: c.Kube, uids: guarded(st), created: map[string]types.UID{}, mode: GuardNone}
 	if len(g.uids) == 0 {
 		return g, nil
 	}
 	served, err := policyServed(c)
-	if err != nil || !served {
-		return g, err
+	if err != nil {
+		return nil, err
+	}
+	if !served || tripwireOnly {
+		return g, g.startTripwire(ctx, c, halt)
 	}
 	fail := admissionregistrationv1.Fail
 	deny := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
@@ -268,6 +307,9 @@ func nameOf(what string) string {
 // remove deletes what this apply created, each only if it is still that
 // object (another apply may have replaced it).
 func (g *guard) remove(ctx context.Context) {
+	if g != nil && g.stopWatch != nil {
+		g.stopWatch()
+	}
 	if g == nil || len(g.created) == 0 {
 		return
 	}
@@ -296,4 +338,76 @@ func (g *guard) remove(ctx context.Context) {
 			delete(g.created, k)
 		}
 	}
+}
+
+// tripwireOnly makes apply use the tripwire even where the server has
+// admission policies (tests of the fallback).
+var tripwireOnly bool
+
+// startTripwire watches the guarded namespaces and volumes (metadata only)
+// and calls halt the moment one gets a deletionTimestamp or disappears. An
+// object already being deleted when apply starts does not trip it: the plan
+// keeps what holds its data, and the final check counts it lost.
+func (g *guard) startTripwire(ctx context.Context, c *kube.Clients, halt func(error)) error {
+	var mu sync.Mutex
+	dyingAtStart := map[types.UID]bool{}
+	synced := false
+	tripped := false
+	check := func(obj any, gone bool) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj, gone = d.Obj, true
+		}
+		m, ok := obj.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return
+		}
+		what, guarded := g.uids[m.UID]
+		if !guarded || (!gone && m.DeletionTimestamp == nil) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case !synced:
+			dyingAtStart[m.UID] = true
+		case dyingAtStart[m.UID] || tripped:
+		default:
+			tripped = true
+			halt(&GuardTrippedError{Object: what, Deleted: gone, At: time.Now()})
+		}
+	}
+	watchCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.stopWatch = cancel
+	var syncs []cache.InformerSynced
+	for _, kind := range []struct{ prefix, resource string }{{"Namespace/", "namespaces"}, {"PersistentVolume/", "persistentvolumes"}} {
+		watched := false
+		for _, what := range g.uids {
+			watched = watched || strings.HasPrefix(what, kind.prefix)
+		}
+		if !watched {
+			continue
+		}
+		inf := metadatainformer.NewFilteredMetadataInformer(c.Metadata, schema.GroupVersionResource{Version: "v1", Resource: kind.resource}, "", 0, cache.Indexers{}, nil).Informer()
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { check(obj, false) },
+			UpdateFunc: func(_, obj any) { check(obj, false) },
+			DeleteFunc: func(obj any) { check(obj, true) },
+		}); err != nil {
+			cancel()
+			return fmt.Errorf("set the deletion tripwire: %w", err)
+		}
+		go inf.Run(watchCtx.Done())
+		syncs = append(syncs, inf.HasSynced)
+	}
+	syncCtx, done := context.WithTimeout(watchCtx, time.Minute)
+	defer done()
+	if !cache.WaitForCacheSync(syncCtx.Done(), syncs...) {
+		cancel()
+		return fmt.Errorf("set the deletion tripwire: could not list the protected namespaces and volumes within a minute")
+	}
+	mu.Lock()
+	synced = true
+	mu.Unlock()
+	g.mode = GuardTripwire
+	return nil
 }

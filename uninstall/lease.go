@@ -69,6 +69,9 @@ type lease struct {
 
 	mu   sync.Mutex
 	lost *LeaseLostError
+	// halted is why writes stopped while the Lease is still held (the
+	// guard's tripwire).
+	halted error
 }
 
 func acquireLease(ctx context.Context, kc kubernetes.Interface, duration, check time.Duration) (*lease, error) {
@@ -174,6 +177,30 @@ func (l *lease) lose(holder, why string) {
 		l.lost = &LeaseLostError{Holder: holder, At: time.Now(), Why: why}
 	}
 	l.mu.Unlock()
+}
+
+// halt stops every write, as a lost Lease does, for another reason; the
+// Lease stays this apply's and is released as usual.
+func (l *lease) halt(err error) {
+	l.cancel()
+	l.mu.Lock()
+	if l.halted == nil {
+		l.halted = err
+	}
+	l.mu.Unlock()
+}
+
+// Stopped returns why writes stopped (the Lease lost, or a halt), or nil.
+func (l *lease) Stopped() error {
+	if err := l.Lost(); err != nil {
+		return err
+	}
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.halted
 }
 
 // Lost returns the loss, or nil while the lease is held.

@@ -342,3 +342,71 @@ func TestDeletionGuard(t *testing.T) {
 		})
 	}
 }
+
+// The tripwire, the guard where the server cannot refuse a delete (no
+// ValidatingAdmissionPolicy API, Kubernetes before 1.30; forced here): the
+// same Workspace deleted behind apply's back (during the quiesce) makes the
+// garbage collector delete prod-ws1-1, which the tripwire cannot prevent;
+// apply stops at once
+// with an error naming the namespace, issues no write after noticing (the
+// audit log), says which guard ran, and leaves no policy behind.
+func TestDeletionTripwire(t *testing.T) {
+	defer uninstall.UseTripwire()()
+	e := setup(t, "ks33-host")
+	ctx := context.Background()
+	ns := fixture.UserNamespace("ws1", 0)
+	var once sync.Once
+	var werr error
+	mark := e.cp.AuditMark()
+	hook := func(ev uninstall.Event) {
+		if ev.Phase != api.PhaseQuiesce || ev.Done < 1 {
+			return
+		}
+		once.Do(func() {
+			if werr = e.s.Dyn.Resource(fixture.WorkspaceV1alpha1).Delete(ctx, "ws1", metav1.DeleteOptions{}); werr != nil {
+				return
+			}
+			// Hold apply here until the garbage collector has acted (it
+			// would otherwise detach the namespace first).
+			werr = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				n, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+				return err != nil || n.DeletionTimestamp != nil, nil
+			})
+		})
+	}
+	res, err := e.apply(t, e.plan, uninstall.Options{Progress: hook, FinalizerTimeout: 5 * time.Second, PhaseTimeout: time.Minute})
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	var tripped *uninstall.GuardTrippedError
+	if !errors.As(err, &tripped) || !errors.Is(err, api.ErrGuardTripped) || tripped.Object != "Namespace/"+ns {
+		t.Fatalf("apply while the garbage collector deleted %s: err = %v, want the tripwire naming it", ns, err)
+	}
+	if res == nil || res.Stages[0].Guard != uninstall.GuardTripwire || res.Verification != nil {
+		t.Fatalf("result: guard %q, verification %v; want the tripwire named and no verification", res.Stages[0].Guard, res.Verification)
+	}
+	events, err := e.cp.EventsSince(mark, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const onTheWire = 500 * time.Millisecond
+	before := 0
+	for _, ev := range events {
+		switch {
+		case !ev.Persisted() || (ev.ObjectRef != nil && ev.ObjectRef.Resource == "leases"):
+			// the Lease is released as on every way out
+		case ev.RequestReceived.After(tripped.At.Add(onTheWire)):
+			t.Errorf("write persisted after the trip was noticed (%s): %s %s at %s", tripped.At.Format(time.StampMicro), ev.Verb, ev.RequestURI, ev.RequestReceived.Format(time.StampMicro))
+		case ev.RequestReceived.After(tripped.At):
+			t.Logf("in flight when the trip was noticed: %s %s", ev.Verb, ev.RequestURI)
+		default:
+			before++
+		}
+	}
+	if before == 0 {
+		t.Fatalf("no write before the trip: the test proves nothing")
+	}
+	if _, err := e.s.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, uninstall.GuardName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("a tripwire apply left an admission policy: %v", err)
+	}
+}

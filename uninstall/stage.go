@@ -92,7 +92,7 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 		return res, err
 	}
 	if !a.DryRun && !a.noGuard {
-		g, err := installGuard(writeCtx, a.Clients, a.Plan)
+		g, err := installGuard(writeCtx, a.Clients, a.Plan, a.lease.halt)
 		if err != nil {
 			return res, err
 		}
@@ -458,7 +458,7 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 	var interrupted bool
 	var imu sync.Mutex
 	for _, grp := range groups {
-		if ctx.Err() != nil || x.stopReached() || x.lease.Lost() != nil {
+		if ctx.Err() != nil || x.stopReached() || x.lease.Stopped() != nil {
 			imu.Lock()
 			interrupted = true
 			imu.Unlock()
@@ -466,7 +466,7 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 		}
 		g.Go(func() error {
 			for _, s := range grp {
-				if ctx.Err() != nil || x.stopReached() || x.lease.Lost() != nil {
+				if ctx.Err() != nil || x.stopReached() || x.lease.Stopped() != nil {
 					imu.Lock()
 					interrupted = true
 					imu.Unlock()
@@ -482,7 +482,7 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 		})
 	}
 	g.Wait()
-	if err := x.lease.Lost(); err != nil {
+	if err := x.lease.Stopped(); err != nil {
 		return err
 	}
 	if interrupted {

@@ -370,8 +370,8 @@ func (x *executor) waitPhase(ctx context.Context, ph api.Phase) (string, error) 
 		return msg, nil
 	case failed != nil:
 		return "", failed
-	case x.lease.Lost() != nil:
-		return "", x.lease.Lost()
+	case x.lease.Stopped() != nil:
+		return "", x.lease.Stopped()
 	case ctx.Err() != nil:
 		return "", api.ErrInterrupted
 	}

@@ -48,8 +48,10 @@ func Apply(w io.Writer, r *uninstall.Result, p *api.Plan) {
 			fmt.Fprintf(w, "Guard kept: the admission policy %s still refuses deleting the protected namespaces and retained volumes, because the garbage collector would delete those still owned by what was deleted (%s). Run 'ks-clean plan' again and apply the new plan: it detaches them and removes the guard.\n", uninstall.GuardName, strings.Join(st.Verification.AtRisk, ", "))
 		case st.Guard == uninstall.GuardPolicy:
 			fmt.Fprintf(w, "Guarded: while it ran, an admission policy (%s) refused any deletion of the protected namespaces and retained volumes, the garbage collector's included.\n", uninstall.GuardName)
+		case st.Guard == uninstall.GuardTripwire:
+			fmt.Fprintf(w, "Guarded by a tripwire: this server has no ValidatingAdmissionPolicy API (Kubernetes 1.30+) to refuse deletes, so apply watched the protected namespaces and retained volumes, ready to stop every write the moment one was being deleted.\n")
 		case st.Guard == uninstall.GuardNone:
-			fmt.Fprintf(w, "Not guarded: this server has no ValidatingAdmissionPolicy API (Kubernetes 1.30+), or nothing was protected.\n")
+			fmt.Fprintf(w, "Not guarded: nothing was protected.\n")
 		}
 		if v := st.Verification; v != nil {
 			verification(w, v, &p.Stages[i])
