@@ -68,24 +68,35 @@ type Reinstall struct {
 	planPath string
 }
 
+// KindResult is the kind of a reinstall's JSON result.
+const KindResult = "ReinstallResult"
+
 // Result says what happened, phase by phase.
 type Result struct {
-	PlanPath  string            `json:"planPath"`
-	Steps     int               `json:"steps"`
-	Uninstall *uninstall.Result `json:"uninstall,omitempty"`
-	Clean     bool              `json:"clean"`
-	Release   *ReleaseInfo      `json:"release,omitempty"`
-	Healthy   bool              `json:"healthy"`
-	Problems  []string          `json:"problems,omitempty"`
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	PlanPath   string            `json:"planPath"`
+	Steps      int               `json:"steps"`
+	Uninstall  *uninstall.Result `json:"uninstall,omitempty"`
+	Clean      bool              `json:"clean"`
+	Release    *ReleaseInfo      `json:"release,omitempty"`
+	Healthy    bool              `json:"healthy"`
+	Problems   []string          `json:"problems,omitempty"`
 	// Manifest is the rendered install (dry run only).
-	Manifest  string            `json:"manifest,omitempty"`
-	Durations map[string]string `json:"durations"`
+	Manifest string `json:"manifest,omitempty"`
+	// DurationsSeconds times each phase that ran.
+	DurationsSeconds map[string]float64 `json:"durationsSeconds"`
 }
 
 // ReleaseInfo describes the installed release.
 type ReleaseInfo struct {
-	Name, Namespace, Chart, ChartVersion, AppVersion, Status string
-	Revision                                                 int
+	Name         string `json:"name"`
+	Namespace    string `json:"namespace"`
+	Chart        string `json:"chart"`
+	ChartVersion string `json:"chartVersion"`
+	AppVersion   string `json:"appVersion"`
+	Status       string `json:"status"`
+	Revision     int    `json:"revision"`
 }
 
 // ErrNotClean stops a reinstall before it installs anything.
@@ -142,12 +153,12 @@ func StateDir() (string, error) {
 
 // Run reinstalls.
 func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
-	res := &Result{Durations: map[string]string{}}
+	res := &Result{APIVersion: api.APIVersion, Kind: KindResult, DurationsSeconds: map[string]float64{}}
 	if err := r.defaults(); err != nil {
 		return res, err
 	}
 	lap := func(name string, start time.Time) {
-		res.Durations[name] = time.Since(start).Round(time.Millisecond).String()
+		res.DurationsSeconds[name] = time.Since(start).Round(time.Millisecond).Seconds()
 	}
 
 	// Load the chart and values first: a typo in --chart must not cost an

@@ -46,7 +46,7 @@ func TestReinstallOverIncident(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reinstall: %v (%+v)", err, res)
 	}
-	t.Logf("reinstall over the incident: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.Durations)
+	t.Logf("reinstall over the incident: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.DurationsSeconds)
 	if !res.Clean || !res.Healthy || res.Release == nil || res.Release.Status != "deployed" {
 		t.Fatalf("result %+v", res)
 	}
@@ -146,7 +146,7 @@ func TestReinstallHostWithMember(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reinstall: %v (%+v)", err, res)
 	}
-	t.Logf("reinstall of a host with a member: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.Durations)
+	t.Logf("reinstall of a host with a member: %s (phases %v)", time.Since(start).Round(time.Millisecond), res.DurationsSeconds)
 	if !res.Clean || !res.Healthy || res.Release == nil || res.Release.Status != "deployed" || res.Uninstall == nil || len(res.Uninstall.Stages) != 3 {
 		t.Fatalf("result %+v", res)
 	}

@@ -52,11 +52,24 @@ no terminal, apply refuses. --dry-run sends every write with dryRun=All.
 A multi-cluster plan (plan --member-context) connects to each stage's
 context in the same kubeconfig, checks every stage before the first write,
 then runs the stages in order (backup and journal of each under
---backup-dir/NN-STAGE); one confirmation, the host's context name, covers all.`,
+--backup-dir/NN-STAGE); one confirmation, the host's context name, covers all.
+
+Examples:
+   # rehearse: every write sent with dryRun=All, nothing stored
+   ks-clean apply plan.json --dry-run
+
+   # apply, typing the context name to confirm
+   ks-clean apply plan.json
+
+   # unattended (CI, a Job), result as JSON
+   ks-clean apply plan.json --yes -o json > result.json
+
+   # after Ctrl-C, a crash or a lost Lease: the same command resumes
+   ks-clean apply plan.json --yes`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
-			&cli.BoolFlag{Name: "confirm", Destination: &confirmed, Usage: "do not ask: apply the plan"},
-			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "send every write with dryRun=All: nothing is stored"},
+			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask: apply the plan"},
+			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "send every write with dryRun=All: nothing is stored (--dry-run=server is the same)"},
 			&cli.StringFlag{Name: "backup-dir", Destination: &o.BackupDir, Usage: "backup and journal directory (default: PLAN.apply)"},
 			&cli.DurationFlag{Name: "max-age", Value: o.MaxAge, Destination: &o.MaxAge, Usage: "refuse plans older than this"},
 			&cli.BoolFlag{Name: "allow-stale", Destination: &o.AllowStale, Usage: "apply a plan older than --max-age"},
@@ -98,6 +111,9 @@ then runs the stages in order (backup and journal of each under
 			a := &uninstall.Apply{Plan: p, Clients: clients, PlanPath: path, Options: opts}
 			res, runErr := a.Run(c.Context)
 			prog.Stop()
+			if _, refused := api.AsRefusal(runErr); refused {
+				return explain(runErr, host.Server) // nothing changed: no result to print
+			}
 			if err := emit(c, output, res, func(w io.Writer) { render.Apply(w, res, p) }); err != nil {
 				return err
 			}

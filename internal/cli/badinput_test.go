@@ -100,6 +100,11 @@ func TestBadInputTable(t *testing.T) {
 		{"protect: a namespace the plan deletes", []string{"--kubeconfig", kc, "plan", "--protect", "kubesphere-system"}, nil, "move what you need out of it first"},
 		{"remove-apiservice: no such APIService", []string{"--kubeconfig", kc, "plan", "--remove-apiservice", "v1.nope.example.com"}, nil, "no such APIService"},
 		{"lease held", []string{"--kubeconfig", kc, "apply", good, "--confirm"}, leaseHeld, "another ks-clean apply holds the cluster"},
+		{"reinstall: no chart", []string{"--kubeconfig", kc, "reinstall", "--dry-run"}, nil, "reinstall needs --chart"},
+		{"reinstall: chart that does not load", []string{"--kubeconfig", kc, "reinstall", "--chart", filepath.Join(dir, "nope"), "--dry-run", "--work-dir", filepath.Join(dir, "work")}, nil, "nope"},
+		{"unknown command", []string{"--kubeconfig", kc, "aply", good}, nil, `did you mean "apply"?`},
+		{"client-side dry run", []string{"--kubeconfig", kc, "apply", good, "--dry-run=client"}, nil, "--dry-run=server"},
+		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -107,9 +112,12 @@ func TestBadInputTable(t *testing.T) {
 				c.setup()
 			}
 			mark := st.CP.AuditMark()
-			_, errOut, code := runCLI(t, c.args...)
+			out, errOut, code := runCLI(t, c.args...)
 			if code == 0 || !strings.Contains(errOut, c.want) {
 				t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, errOut, c.want)
+			}
+			if out != "" {
+				t.Fatalf("refused input printed a result on stdout: %.300q", out)
 			}
 			if writes, _ := st.CP.PersistedWritesSince(mark, controlplane.AdminUser); len(writes) > 0 {
 				t.Fatalf("refused input wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)

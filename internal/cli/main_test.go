@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -15,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kubeconfig"
@@ -35,14 +38,55 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !want.MatchString(out) || errOut != "" {
 		t.Errorf("version: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	out, _, code = runCLI(t, "version", "-o", "json")
-	var v map[string]string
-	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil ||
-		v["version"] != "dev" || v["commit"] != "unknown" || v["go"] != runtime.Version() {
-		t.Errorf("version -o json: exit %d, %v, %q", code, err, out)
+	for _, args := range [][]string{{"version", "-o", "json"}, {"version", "-ojson"}, {"version", "-o=json"}, {"version", "--output=json"}} {
+		out, _, code = runCLI(t, args...)
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil ||
+			v["apiVersion"] != api.APIVersion || v["kind"] != "Version" || v["version"] != "dev" || v["commit"] != "unknown" || v["go"] != runtime.Version() {
+			t.Errorf("%v: exit %d, %v, %q", args, code, err, out)
+		}
 	}
-	if _, errOut, code := runCLI(t, "version", "-o", "yaml"); code != 2 || !strings.Contains(errOut, "use text or json") {
-		t.Errorf("version -o yaml: exit %d, stderr %q", code, errOut)
+	for _, args := range [][]string{{"version", "-o", "yaml"}, {"version", "-oyaml"}} {
+		out, _, code = runCLI(t, args...)
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte(out), &v); code != 0 || err != nil || v["kind"] != "Version" || strings.HasPrefix(out, "{") {
+			t.Errorf("%v: exit %d, %v, %q", args, code, err, out)
+		}
+	}
+}
+
+// A binary built with plain 'go build' in a checkout (no -ldflags) reports
+// the module's version and the commit from its build info.
+func TestVersionFromBuildInfo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git: the build carries no VCS information")
+	}
+	root, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "ks-clean")
+	// -buildvcs=true: the Go default in a checkout, which this
+	// environment's GOFLAGS turns off.
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	build.Dir = strings.TrimSpace(string(root))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version", "-o", "json").Output()
+	var v map[string]any
+	if err != nil || json.Unmarshal(out, &v) != nil {
+		t.Fatalf("version: %v %s", err, out)
+	}
+	if v["version"] == "dev" || v["version"] == "" || !strings.HasPrefix(strings.TrimSpace(string(head)), fmt.Sprint(v["commit"])) {
+		t.Errorf("a plain go build reports version %v, commit %v; want the module version and HEAD %s", v["version"], v["commit"], head)
 	}
 }
 
@@ -61,11 +105,15 @@ func TestHelpTeachesTheWorkflow(t *testing.T) {
 }
 
 func TestUnknownCommand(t *testing.T) {
-	for _, args := range [][]string{{"frobnicate"}, {"help", "frobnicate"}, {"-v", "frobnicate"}} {
+	for _, args := range [][]string{{"frobnicate"}, {"-v", "frobnicate"}} {
 		out, errOut, code := runCLI(t, args...)
-		if code != 1 || errOut != "ks-clean: unknown command \"frobnicate\": run 'ks-clean --help' for the commands\n" || out != "" {
+		if code != 2 || errOut != "ks-clean: unknown command \"frobnicate\": run 'ks-clean --help' for the commands\n" || out != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
 		}
+	}
+	out, errOut, code := runCLI(t, "scna")
+	if code != 2 || !strings.Contains(errOut, `did you mean "scan"?`) || out != "" {
+		t.Errorf("scna: exit %d, stdout %q, stderr %q; want exit 2 and a suggestion", code, out, errOut)
 	}
 }
 
@@ -78,7 +126,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--bogus"}, "run 'ks-clean --help'"},
 		{[]string{"scan", "--bogus"}, "run 'ks-clean scan --help'"},
 		{[]string{"--request-timeout", "soon", "version"}, "request-timeout"},
-		{[]string{"--request-timeout", "-1s", "scan"}, "use 0 (no timeout) or a positive duration"},
+		{[]string{"--request-timeout", "-1s", "scan"}, "use 0 (no timeout), a positive duration"},
+		{[]string{"reinstall"}, "reinstall needs --chart"},
+		{[]string{"apply", "plan.json", "--dry-run=client"}, "dry run is always the server's"},
+		{[]string{"completion"}, "completion bash|zsh|fish"},
+		{[]string{"completion", "powershell"}, "use bash, zsh or fish"},
 		{[]string{"version", "extra"}, `takes no arguments, got "extra"`},
 		{[]string{"scan", "stray", "--context", "x"}, `takes no arguments, got "stray"`},
 	} {
@@ -172,7 +224,7 @@ func TestNoKubeconfig(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"scan", "-o", "yaml"},
+		{"scan", "-o", "xml"},
 		{"scan", "--concurrency", "0"},
 		{"plan", "--concurrency", "1000"},
 	} {
@@ -222,6 +274,24 @@ func TestScanAndPlanContract(t *testing.T) {
 	}
 	if doc.APIVersion != api.APIVersion || doc.Kind != "ScanReport" || !doc.Critical || doc.Findings == nil || doc.Clusters[0].Footprint["objects"] == 0 {
 		t.Fatalf("scan -o json: apiVersion %q kind %q critical %v findings %v footprint %v", doc.APIVersion, doc.Kind, doc.Critical, doc.Findings, doc.Clusters[0].Footprint)
+	}
+	if strings.Contains(errOut, "critical hazards found") {
+		t.Errorf("scan -o json: the human verdict on stderr (a Job's log merges it into the document): %q", errOut)
+	}
+	// kubectl's habits: -ojson, and -v=6 logs each request on stderr while
+	// stdout stays one document; -o yaml is the same document.
+	out6, err6, code := runCLI(t, "--kubeconfig", incident, "scan", "-ojson", "-v=6")
+	var doc6 map[string]any
+	if err := json.Unmarshal([]byte(out6), &doc6); code != 3 || err != nil || doc6["kind"] != "ScanReport" {
+		t.Errorf("scan -ojson -v=6: exit %d, stdout is not the report: %v", code, err)
+	}
+	if !regexp.MustCompile(`GET https://\S+/api\S* 200 OK in \d+ milliseconds`).MatchString(err6) {
+		t.Errorf("scan -v=6 logs no API request on stderr: %.500q", err6)
+	}
+	outY, _, code := runCLI(t, "--kubeconfig", incident, "scan", "-o", "yaml")
+	var docY map[string]any
+	if err := yaml.Unmarshal([]byte(outY), &docY); code != 3 || err != nil || docY["kind"] != "ScanReport" || strings.HasPrefix(outY, "{") {
+		t.Errorf("scan -o yaml: exit %d, %v: %.200q", code, err, outY)
 	}
 	rep := doc.Clusters[0]
 	if rep.Cluster["uid"] == "" || rep.Cluster["server"] == "" || rep.KubeSphere["version"] != "v3.3.1" || rep.KubeSphere["role"] != "host" {

@@ -35,7 +35,21 @@ plan in stages, each a whole plan for one cluster whose steps name it:
      Cluster and KubeFedCluster records and their token Secrets;
   2. each member's teardown (its join ServiceAccount and RBAC included);
   3. the host's teardown.
-A member registered in another host is refused (exit 2).`,
+A member registered in another host is refused (exit 2).
+
+Examples:
+   # plan, review, then apply
+   ks-clean plan --out plan.json
+   ks-clean apply plan.json
+
+   # refuse to plan unless these namespaces survive
+   ks-clean plan --out plan.json --protect prod-a --protect prod-b
+
+   # a host and its members in one plan
+   ks-clean plan --context host --member-context member1 --out plan.json
+
+   # the plan as YAML on stdout
+   ks-clean plan -o yaml`,
 		Flags: append(o.flags(),
 			&cli.StringFlag{Name: "out", Destination: &out, Usage: "save the plan to this file (JSON, mode 0600)"},
 			&cli.StringSliceFlag{Name: "protect", Destination: &protect, Usage: "namespace that must survive (repeatable): refuse to plan if it does not exist or the plan would delete it"},

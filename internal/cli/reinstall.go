@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ks-clean/ks-clean/internal/exitcode"
 	"github.com/ks-clean/ks-clean/internal/render"
 	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/scan"
@@ -39,10 +41,20 @@ members again from the new KubeSphere.
 --keep-workspace-labels keeps kubesphere.io/workspace on namespaces so the new
 install re-binds them to their workspaces (on 3.x that re-creates the
 ownerReference from each namespace to its Workspace: the hazard this tool
-removes).`,
+removes).
+
+Examples:
+   # what would happen: plan the uninstall, render the install
+   ks-clean reinstall --chart ./ks-core-1.1.3.tgz --dry-run
+
+   # do it, asking for the context name first
+   ks-clean reinstall --chart ./ks-core-1.1.3.tgz -f values.yaml --wait
+
+   # unattended, a host and its member, result as JSON
+   ks-clean reinstall --chart ./ks-core --context host --member-context member1 --confirm -o json`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
-			&cli.StringFlag{Name: "chart", Required: true, Destination: &o.Chart, Usage: "chart directory, .tgz, URL, or oci:// reference"},
+			&cli.StringFlag{Name: "chart", Destination: &o.Chart, Usage: "chart directory, .tgz, URL, or oci:// reference"},
 			&cli.StringFlag{Name: "version", Destination: &o.Version, Usage: "chart version (repository and oci charts)"},
 			&cli.StringFlag{Name: "namespace", Value: o.Namespace, Destination: &o.Namespace, Usage: "release namespace"},
 			&cli.StringFlag{Name: "release", Value: o.Release, Destination: &o.Release, Usage: "release name"},
@@ -52,7 +64,7 @@ removes).`,
 			&cli.BoolFlag{Name: "wait", Destination: &o.Wait, Usage: "wait for the release's resources to be ready"},
 			&cli.DurationFlag{Name: "timeout", Value: o.Timeout, Destination: &o.Timeout, Usage: "Helm install timeout"},
 			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "plan the uninstall and render the install; change nothing"},
-			&cli.BoolFlag{Name: "confirm", Destination: &confirmed, Usage: "do not ask"},
+			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask"},
 			&cli.StringFlag{Name: "work-dir", Destination: &o.WorkDir, Usage: "where the uninstall plan and its backup are written (default: a private directory of this user, see above)"},
 			&cli.DurationFlag{Name: "finalizer-timeout", Value: o.Apply.FinalizerTimeout, Destination: &o.Apply.FinalizerTimeout, Usage: "see apply"},
 			&cli.BoolFlag{Name: "helm-hooks", Destination: &o.Apply.HelmHooks, Usage: "run Helm hooks when uninstalling old releases"},
@@ -61,6 +73,9 @@ removes).`,
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(output); err != nil {
 				return err
+			}
+			if o.Chart == "" {
+				return exitcode.New(exitcode.Usage, errors.New("reinstall needs --chart: the ks-core chart to install (a directory, a .tgz, a URL to one, or an oci:// reference); see 'ks-clean reinstall --help'"))
 			}
 			o.ValueFiles, o.Set = values.Value(), set.Value()
 			host, err := connect(c, readGlobals(c).context, "--context", nil)
@@ -89,6 +104,11 @@ removes).`,
 			r.Apply.Progress = prog.Event
 			res, runErr := r.Run(c.Context)
 			prog.Stop()
+			if runErr != nil && res.Uninstall == nil {
+				// Nothing was changed: the error alone says what stopped it,
+				// with no half-printed plan or install before it.
+				return explain(runErr, host.Server)
+			}
 			if err := emit(c, output, res, func(w io.Writer) { render.Reinstall(w, res, r.DryRun) }); err != nil {
 				return err
 			}

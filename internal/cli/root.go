@@ -13,12 +13,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/exitcode"
@@ -36,12 +38,49 @@ var (
 // Main runs ks-clean with the process's arguments and returns its exit code.
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first Ctrl-C cancels ctx so apply stops between steps (its journal
-	// resumes); a second one kills at once.
-	go func() { <-ctx.Done(); stop() }()
-	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	defer stop()
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, os.Args, os.Stdout, os.Stderr) }()
+	select {
+	case code := <-done:
+		return code
+	case <-ctx.Done():
+	}
+	// The first Ctrl-C: a read-only command ends now (a request to a dead
+	// server may not notice its context for seconds); apply and reinstall
+	// stop between steps, their writes in flight finished and journaled, so
+	// the same command resumes. A second Ctrl-C kills at once.
 	stop()
-	return code
+	if readOnly(os.Args) {
+		fmt.Fprintln(os.Stderr, "ks-clean: interrupted")
+		return exitcode.Interrupted
+	}
+	return <-done
+}
+
+// readOnly: the command in args never writes to a cluster.
+func readOnly(args []string) bool {
+	switch commandOf(args) {
+	case "apply", "reinstall":
+		return false
+	}
+	return true
+}
+
+// commandOf is the command named in args ("" for none): the first word
+// that is not a global flag or its value.
+func commandOf(args []string) string {
+	a := app(io.Discard, io.Discard)
+	globalValue := takesValue(a.Flags)
+	for i := 1; i < len(args); i++ {
+		if !strings.HasPrefix(args[i], "-") {
+			return args[i]
+		}
+		if name := strings.TrimLeft(args[i], "-"); !strings.Contains(name, "=") && globalValue[name] {
+			i++
+		}
+	}
+	return ""
 }
 
 const description = `ks-clean finds everything KubeSphere (3.x with KubeFed multi-cluster, or 4.x)
@@ -75,6 +114,7 @@ func app(stdout, stderr io.Writer) *cli.App {
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
+		Suggest:              true,
 		Flags:                globalFlags(""),
 		Commands:             withGlobals(commands()),
 		OnUsageError:         usageError,
@@ -86,14 +126,15 @@ func app(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
-// globalFlags are kubectl's connection flags plus --verbose. Each call
-// returns new flags: urfave/cli keeps parse state in them.
+// globalFlags are kubectl's connection flags plus --verbose and -v. Each
+// call returns new flags: urfave/cli keeps parse state in them.
 func globalFlags(category string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "kubeconfig", Category: category, Usage: "kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then the in-cluster config)"},
 		&cli.StringFlag{Name: "context", Category: category, Usage: "kubeconfig context to use (default: the current context)"},
-		&cli.DurationFlag{Name: "request-timeout", Category: category, Value: 30 * time.Second, Usage: "timeout of each API request (0: none)"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Category: category, Usage: "list every object and step, and say which cluster is used"},
+		&cli.StringFlag{Name: "request-timeout", Category: category, Value: "30s", Usage: "timeout of each API request: a duration (30s, 2m) or, as kubectl takes it, a number of seconds; 0: none"},
+		&cli.BoolFlag{Name: "verbose", Category: category, Usage: "list every object and step, and say which cluster is used (same as -v=1)"},
+		&cli.IntFlag{Name: "v", Category: category, Usage: "log level, as kubectl's: 1 is --verbose; 6 logs each API request with its timing, 7 its headers, 8 the response bodies"},
 	}
 }
 
@@ -115,6 +156,9 @@ func withGlobals(cmds []*cli.Command) []*cli.Command {
 				return exitcode.New(exitcode.Usage, fmt.Errorf("%s takes no arguments, got %q: run '%s --help'", c.Command.HelpName, c.Args().First(), c.Command.HelpName))
 			}
 			if err := shareGlobals(c); err != nil {
+				return err
+			}
+			if _, err := readGlobals(c).timeout(); err != nil {
 				return err
 			}
 			if before != nil {
@@ -158,27 +202,120 @@ func usageError(c *cli.Context, err error, _ bool) error {
 }
 
 func commands() []*cli.Command {
-	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), reinstallCommand()}
+	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), reinstallCommand(), completionCommand()}
 }
 
 // outputFlag is -o/--output, bound to dst.
 func outputFlag(dst *string) cli.Flag {
-	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json", Destination: dst}
+	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text, json or yaml (also -ojson, -o=yaml)", Destination: dst}
 }
 
 // run is main without os.Exit, for tests.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := app(stdout, stderr)
 	a.Metadata = map[string]any{}
-	err := a.RunContext(ctx, flagsFirst(a, args))
+	if n := len(args); n > 0 && args[n-1] == completeFlag {
+		complete(a, args[:n-1], stdout)
+		return exitcode.OK
+	}
+	args, err := normalize(args)
+	if err == nil {
+		err = a.RunContext(ctx, flagsFirst(a, args))
+	}
 	if name, ok := a.Metadata["notFound"].(string); ok {
-		err = exitcode.New(exitcode.Error, fmt.Errorf("unknown command %q: run 'ks-clean --help' for the commands", name))
+		hint := ""
+		if s := suggest(a.Commands, name); s != "" {
+			hint = fmt.Sprintf("did you mean %q? ", s)
+		}
+		err = exitcode.New(exitcode.Usage, fmt.Errorf("unknown command %q: %srun 'ks-clean --help' for the commands", name, hint))
+	}
+	if err != nil && ctx.Err() != nil && (errors.Is(err, api.ErrInterrupted) || errors.Is(err, context.Canceled)) {
+		err = exitcode.New(exitcode.Interrupted, err)
 	}
 	err = advise(err)
 	if err != nil && err.Error() != "" { // exitcode.New(code, nil): already explained
 		fmt.Fprintf(stderr, "ks-clean: %v\n", err)
 	}
 	return exitCode(err)
+}
+
+// normalize rewrites kubectl's spellings that urfave/cli does not parse:
+// -ojson, --dry-run=server, a bare -v.
+func normalize(args []string) ([]string, error) {
+	out := make([]string, 0, len(args)+1)
+	for i, x := range args {
+		switch {
+		case i == 0:
+		case x == "-ojson" || x == "-oyaml" || x == "-otext":
+			out = append(out, "-o", x[2:])
+			continue
+		case strings.HasPrefix(x, "--dry-run=") || strings.HasPrefix(x, "-dry-run="):
+			switch v := x[strings.Index(x, "=")+1:]; v {
+			case "server", "true":
+				x = "--dry-run"
+			case "none", "false":
+				x = "--dry-run=false"
+			default:
+				return nil, exitcode.New(exitcode.Usage, fmt.Errorf("--dry-run=%s: ks-clean's dry run is always the server's (every write sent with dryRun=All); use --dry-run or --dry-run=server", v))
+			}
+		case x == "-v" || x == "--v":
+			// kubectl needs a level; ks-clean's -v used to be --verbose.
+			if i+1 == len(args) || !isNumber(args[i+1]) {
+				x = "-v=1"
+			}
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// suggest returns the command a mistyped name is closest to, if it is
+// close: at most two edits (a swap counts as one), or one for short names.
+func suggest(cmds []*cli.Command, name string) string {
+	best, bestDist := "", 3
+	if len(name) <= 4 {
+		bestDist = 2
+	}
+	for _, c := range cmds {
+		if c.Hidden {
+			continue
+		}
+		if d := editDistance(name, c.Name); d < bestDist {
+			best, bestDist = c.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of neighbours.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
 }
 
 // exitCode maps an error to ks-clean's exit codes: 2 for a refusal (nothing
@@ -287,12 +424,31 @@ func takesValue(fs []cli.Flag) map[string]bool {
 // globals are the connection flags, read once per command.
 type globals struct {
 	kubeconfig, context string
-	requestTimeout      time.Duration
+	requestTimeout      string
 	verbose             bool
+	level               int // -v
 }
 
 func readGlobals(c *cli.Context) globals {
-	return globals{kubeconfig: c.String("kubeconfig"), context: c.String("context"), requestTimeout: c.Duration("request-timeout"), verbose: c.Bool("verbose")}
+	g := globals{kubeconfig: c.String("kubeconfig"), context: c.String("context"), requestTimeout: c.String("request-timeout"), level: c.Int("v")}
+	if c.Bool("verbose") && g.level < 1 {
+		g.level = 1
+	}
+	g.verbose = g.level >= 1
+	return g
+}
+
+// timeout parses --request-timeout as kubectl does: a duration, or a bare
+// number of seconds.
+func (g globals) timeout() (time.Duration, error) {
+	if n, err := strconv.Atoi(g.requestTimeout); err == nil {
+		if n >= 0 {
+			return time.Duration(n) * time.Second, nil
+		}
+	} else if d, err := time.ParseDuration(g.requestTimeout); err == nil && d >= 0 {
+		return d, nil
+	}
+	return 0, exitcode.New(exitcode.Usage, fmt.Errorf("--request-timeout %q: use 0 (no timeout), a positive duration such as 30s, or a number of seconds", g.requestTimeout))
 }
 
 // connection is a resolved kubeconfig context with its clients.
@@ -322,15 +478,17 @@ func connect(c *cli.Context, context, flag string, limit *rateLimit) (*connectio
 // load resolves a context from the kubeconfig the global flags select.
 func load(c *cli.Context, context, flag string) (*kubeconfig.Cluster, error) {
 	g := readGlobals(c)
-	if g.requestTimeout < 0 {
-		return nil, exitcode.New(exitcode.Usage, fmt.Errorf("--request-timeout %s: use 0 (no timeout) or a positive duration such as 30s", g.requestTimeout))
+	timeout, err := g.timeout()
+	if err != nil {
+		return nil, err
 	}
+	logLevel(g.level, c.App.ErrWriter)
 	cl, err := kubeconfig.Load(kubeconfig.Options{
 		Kubeconfig:     g.kubeconfig,
 		Context:        context,
 		ContextFlag:    flag,
-		RequestTimeout: g.requestTimeout,
-		UserAgent:      "ks-clean/" + version,
+		RequestTimeout: timeout,
+		UserAgent:      "ks-clean/" + buildVersion().Version,
 	})
 	if err != nil {
 		return nil, exitcode.New(exitcode.Usage, err) // a kubeconfig problem: nothing was tried
@@ -354,10 +512,10 @@ type rateLimit struct {
 
 func checkOutput(o string) error {
 	switch o {
-	case "text", "json":
+	case "text", "json", "yaml":
 		return nil
 	default:
-		return exitcode.New(exitcode.Usage, fmt.Errorf("--output %q: use text or json", o))
+		return exitcode.New(exitcode.Usage, fmt.Errorf("--output %q: use text, json or yaml", o))
 	}
 }
 
@@ -368,10 +526,18 @@ func checkConcurrency(n int) error {
 	return nil
 }
 
-// emit writes v as JSON for -o json, else text.
+// emit writes v as JSON or YAML for -o json|yaml, else text.
 func emit(c *cli.Context, output string, v any, text func(io.Writer)) error {
-	if output == "json" {
+	switch output {
+	case "json":
 		return writeJSON(c.App.Writer, v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = c.App.Writer.Write(b)
+		return err
 	}
 	text(c.App.Writer)
 	return nil

@@ -102,7 +102,20 @@ are scanned together and matched by kube-system UID: a member the host has no
 record of (registered in another host), or has several records of, is a
 critical finding.
 
-Exit 0: no critical hazard. Exit 3: at least one critical hazard. Exit 1: error.`,
+Exit 0: no critical hazard. Exit 3: at least one critical hazard. Exit 1: error.
+
+Examples:
+   # the current context
+   ks-clean scan
+
+   # another context, every object listed
+   ks-clean scan --context prod -v
+
+   # for scripts: the verdict is the exit code, the details are JSON
+   ks-clean scan -o json > scan.json; echo $?
+
+   # a host with its members
+   ks-clean scan --context host --member-context member1 --member-context member2`,
 		Flags: o.flags(),
 		Action: func(c *cli.Context) error {
 			rep, err := o.run(c)
@@ -113,6 +126,11 @@ Exit 0: no critical hazard. Exit 3: at least one critical hazard. Exit 1: error.
 				return err
 			}
 			if rep.Critical() {
+				if o.output != "text" {
+					// The document says it (.critical), and a Job's log, which
+					// merges stderr into stdout, stays one document for jq.
+					return exitcode.New(exitcode.Critical, nil)
+				}
 				return exitcode.New(exitcode.Critical, fmt.Errorf("critical hazards found: read them above before changing anything"))
 			}
 			return nil

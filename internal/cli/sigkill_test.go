@@ -16,7 +16,7 @@ import (
 // apply as a separate process without building one.
 func TestMain(m *testing.M) {
 	if os.Getenv("KS_CLEAN_AS_CLI") == "1" {
-		os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+		os.Exit(Main())
 	}
 	os.Exit(m.Run())
 }

@@ -11,6 +11,9 @@ const (
 	Error    = 1 // something failed: the message says what and what to do
 	Usage    = 2 // bad flags or input, or a refusal; nothing was changed
 	Critical = 3 // a scan found a critical hazard
+	// Interrupted: Ctrl-C or SIGTERM (128+SIGINT, as shells report it);
+	// an apply stopped between steps and resumes from its journal.
+	Interrupted = 130
 )
 
 // Err carries an exit code with an error. (It cannot be called Error: that

@@ -14,9 +14,12 @@ import (
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
+// isTerminal: w is a terminal that understands cursor movement (not
+// TERM=dumb, as in Emacs shells and some CI consoles): the only place for
+// spinners, redrawn lines and colour.
 func isTerminal(w io.Writer) (*os.File, bool) {
 	f, ok := w.(*os.File)
-	return f, ok && term.IsTerminal(int(f.Fd()))
+	return f, ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
 }
 
 // Spin shows a spinner on a terminal; elsewhere it prints nothing, so logs

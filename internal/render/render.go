@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/term"
-
 	"github.com/ks-clean/ks-clean/api"
 )
 
@@ -23,12 +21,12 @@ type Style struct {
 	PerPhase int
 }
 
-// StyleFor picks colour for a writer: only a terminal, and not with NO_COLOR.
+// StyleFor picks colour for a writer: only a terminal (not TERM=dumb), and
+// not with NO_COLOR.
 func StyleFor(w io.Writer) Style {
 	st := Style{PerPhase: 40}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		_, noColor := os.LookupEnv("NO_COLOR")
-		st.Color = !noColor
+	if _, ok := isTerminal(w); ok {
+		st.Color = os.Getenv("NO_COLOR") == "" // no-color.org: set and not empty
 	}
 	return st
 }
