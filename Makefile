@@ -6,12 +6,17 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/ks-clean/ks-clean/internal/cli.version=$(VERSION) -X github.com/ks-clean/ks-clean/internal/cli.commit=$(COMMIT)
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build vet cross testbin test test-long bench demo clean
+.PHONY: all build install vet cross testbin test test-long bench demo clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ks-clean .
+
+# Installs ks-clean into GOBIN (default: GOPATH/bin). Copied or linked as
+# kubectl-ks_clean on PATH, it is also `kubectl ks-clean`.
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" .
 
 vet:
 	$(GO) vet ./...
