@@ -161,7 +161,7 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 func (r *StageResult) fill(x *executor) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	r.Steps = append([]StepResult(nil), x.results...)
+	r.Steps = append([]StepResult{}, x.results...) // [] not null in JSON when none ran
 	sort.Slice(r.Steps, func(i, j int) bool { return r.Steps[i].ID < r.Steps[j].ID })
 	r.Done, r.Skipped, r.Failed = 0, 0, 0
 	for _, s := range r.Steps {

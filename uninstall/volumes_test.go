@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -19,55 +18,6 @@ import (
 	"github.com/ks-clean/ks-clean/test/fixture"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
-
-// staticVolume creates a claim in ns and a hostPath PersistentVolume under
-// /tmp holding a file, pre-bound to it with reclaim policy Delete, and waits
-// until kube-controller-manager's binder has bound them. It returns the
-// volume's directory.
-func staticVolume(t *testing.T, e *env, ns, claim, pvName string) string {
-	t.Helper()
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("/tmp", "ks-clean-pv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.WriteFile(filepath.Join(dir, "data"), []byte("years of metrics"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	empty := ""
-	size := resource.MustParse("1Gi")
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: claim, Namespace: ns},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &empty, VolumeName: pvName,
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
-		},
-	}
-	if _, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: pvName},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity: corev1.ResourceList{corev1.ResourceStorage: size}, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete, StorageClassName: "",
-			ClaimRef:               &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: ns, Name: claim},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}},
-		},
-	}
-	if _, err := e.s.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		got, err := e.s.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
-		return err == nil && got.Status.Phase == corev1.ClaimBound, err
-	})
-	if err != nil {
-		t.Fatalf("claim %s/%s never bound to %s: %v", ns, claim, pvName, err)
-	}
-	return dir
-}
 
 // The PersistentVolume of a claim in a namespace the teardown deletes is
 // switched to Retain first: after apply it is Released, with its UID and
@@ -81,7 +31,7 @@ func TestVolumesRetained(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, "ks33-host")
 			ctx := context.Background()
-			dir := staticVolume(t, e, fixture.KubeSphereNamespace, "redis-pvc", "pv-ks-redis")
+			dir := fixture.StaticVolume(t, e.s.Kube, fixture.KubeSphereNamespace, "redis-pvc", "pv-ks-redis")
 			rep, err := scan.Run(ctx, []scan.Target{{Clients: e.clients}}, scan.Options{})
 			if err != nil {
 				t.Fatal(err)

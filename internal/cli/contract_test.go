@@ -29,6 +29,8 @@ import (
 func TestJSONContract(t *testing.T) {
 	st := fixture.Start(t, "incident", controlplane.Options{}, true)
 	kc := st.CP.AdminKubeconfig
+	// A volume for the retain examples: its claim goes with kubesphere-system.
+	fixture.StaticVolume(t, st.Seeder.Kube, fixture.KubeSphereNamespace, "data", "pv-contract")
 	dir := t.TempDir()
 	chart, err := filepath.Abs("../../test/charts/ks-core-mini")
 	if err != nil {

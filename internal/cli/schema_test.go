@@ -294,7 +294,7 @@ func validate(kind string, doc []byte) error {
 func validateDocument(t *testing.T, kind string, doc []byte) {
 	t.Helper()
 	if err := validate(kind, doc); err != nil {
-		t.Errorf("the %s document does not match %s: %v\n%s", kind, filepath.Join("docs/schema", schemaFile(kind)), err, doc)
+		t.Errorf("the %s document does not match %s: %#v\n%s", kind, filepath.Join("docs/schema", schemaFile(kind)), err, doc)
 	}
 }
 
