@@ -164,7 +164,11 @@ func probe(t *testing.T, args ...string) (*kubeconfig.Cluster, string, error) {
 		Name:   "probe",
 		Action: func(c *cli.Context) error { cl, loadErr = load(c, readGlobals(c).context, "--context"); return nil },
 	}})...)
-	if err := a.Run(append([]string{"ks-clean"}, args...)); err != nil {
+	full, err := normalize(append([]string{"ks-clean"}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(full); err != nil {
 		t.Fatalf("%v: %v", args, err)
 	}
 	return cl, errb.String(), loadErr
@@ -285,7 +289,7 @@ func TestScanAndPlanContract(t *testing.T) {
 	if err := json.Unmarshal([]byte(out6), &doc6); code != 3 || err != nil || doc6["kind"] != "ScanReport" {
 		t.Errorf("scan -ojson -v=6: exit %d, stdout is not the report: %v", code, err)
 	}
-	if !regexp.MustCompile(`GET https://\S+/api\S* 200 OK in \d+ milliseconds`).MatchString(err6) {
+	if !regexp.MustCompile(`verb="GET" url="https://\S+/api\S*" status="200 OK" milliseconds=\d+`).MatchString(err6) {
 		t.Errorf("scan -v=6 logs no API request on stderr: %.500q", err6)
 	}
 	outY, _, code := runCLI(t, "--kubeconfig", incident, "scan", "-o", "yaml")
