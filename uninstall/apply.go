@@ -29,7 +29,9 @@ type Options struct {
 	// MaxAge refuses older plans unless AllowStale.
 	MaxAge     time.Duration
 	AllowStale bool
-	// Concurrency bounds the writes in flight within a phase.
+	// Concurrency is the most writes in flight within a phase; while the
+	// server throttles (429, 503) fewer are sent (kube.Pace), then the bound
+	// grows back.
 	Concurrency int
 	// FinalizerTimeout is how long a phase waits for its deletions before
 	// removing the finalizers of footprint objects still present.
@@ -54,7 +56,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		MaxAge:           24 * time.Hour,
-		Concurrency:      8,
+		Concurrency:      kube.DefaultMaxInFlight,
 		FinalizerTimeout: 60 * time.Second,
 		PhaseTimeout:     10 * time.Minute,
 		LeaseDuration:    60 * time.Second,

@@ -112,6 +112,7 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 		}()
 	}
 
+	a.Clients.Pace.SetMax(a.Concurrency)
 	x := &executor{stage: a, targets: targets, journal: j, writeCtx: writeCtx, known: known}
 	if a.DryRun {
 		x.plannedHooks = a.hooksDeletedByPlan(ctx)

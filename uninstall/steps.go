@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -296,6 +297,14 @@ func set(ss []string) map[string]bool {
 	return m
 }
 
+// PhaseBackoff spaces the checks of a phase's wait (apply's, and the
+// benchmark floor's): 20 ms, then half again longer each time, then every
+// 500 ms once there (its DelayFunc keeps the cap; ExponentialBackoff would
+// stop at it).
+func PhaseBackoff() wait.Backoff {
+	return wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Cap: 500 * time.Millisecond, Steps: math.MaxInt32}
+}
+
 // waitPhase waits until the phase's delete targets are gone. Footprint
 // objects still present after FinalizerTimeout lose their finalizers (their
 // controllers are stopped); a namespace still present loses the finalizers of
@@ -317,7 +326,12 @@ func (x *executor) waitPhase(ctx context.Context, ph api.Phase) (string, error) 
 	defer context.AfterFunc(x.writeCtx, cancel)()
 	var failed error
 	stuckSince := map[string]time.Time{}
-	err := wait.PollUntilContextTimeout(wctx, 500*time.Millisecond, x.PhaseTimeout, true, func(ctx context.Context) (bool, error) {
+	// Checked soon, then less often: most phases are done within a
+	// fraction of a second, and a fixed interval would add up to itself to
+	// each of the ten phases; long waits settle at one check per interval.
+	wctx, stop := context.WithTimeout(wctx, x.PhaseTimeout)
+	defer stop()
+	err := PhaseBackoff().DelayFunc().Until(wctx, true, true, func(ctx context.Context) (bool, error) {
 		if ph == api.PhaseNamespaces {
 			if failed = x.stuckNamespaces(ctx, pending, stuckSince); failed != nil {
 				return false, failed

@@ -25,7 +25,7 @@ func applyCommand() *cli.Command {
 	o := uninstall.DefaultOptions()
 	var output string
 	var confirmed bool
-	limit := &rateLimit{qps: kube.DefaultQPS, burst: kube.DefaultBurst}
+	limit := &rateLimit{}
 	return &cli.Command{
 		Name:      "apply",
 		Usage:     "execute a saved plan: backup first, preconditions on every write, verified at the end",
@@ -73,12 +73,12 @@ Examples:
 			&cli.StringFlag{Name: "backup-dir", Destination: &o.BackupDir, Usage: "backup and journal directory (default: PLAN.apply)"},
 			&cli.DurationFlag{Name: "max-age", Value: o.MaxAge, Destination: &o.MaxAge, Usage: "refuse plans older than this"},
 			&cli.BoolFlag{Name: "allow-stale", Destination: &o.AllowStale, Usage: "apply a plan older than --max-age"},
-			&cli.IntFlag{Name: "concurrency", Value: o.Concurrency, Destination: &o.Concurrency, Usage: "writes in flight at once within a phase (1-64)"},
+			&cli.IntFlag{Name: "concurrency", Value: o.Concurrency, Destination: &o.Concurrency, Usage: "most writes in flight at once within a phase (1-64); fewer while the server answers 429 or 503"},
 			&cli.DurationFlag{Name: "finalizer-timeout", Value: o.FinalizerTimeout, Destination: &o.FinalizerTimeout, Usage: "after this, footprint objects still present lose their finalizers"},
 			&cli.DurationFlag{Name: "phase-timeout", Value: o.PhaseTimeout, Destination: &o.PhaseTimeout, Usage: "give up waiting for a phase's deletions after this"},
 			&cli.BoolFlag{Name: "helm-hooks", Destination: &o.HelmHooks, Usage: "run Helm uninstall hooks (off: they need images a broken cluster may not pull)"},
-			&cli.Float64Flag{Name: "qps", Value: limit.qps, Destination: &limit.qps, Usage: "client-side requests per second"},
-			&cli.IntFlag{Name: "burst", Value: limit.burst, Destination: &limit.burst, Usage: "client-side burst"},
+			&cli.Float64Flag{Name: "qps", Destination: &limit.qps, Usage: "a hard client-side cap in requests per second (default: none; the server's answers pace apply)"},
+			&cli.IntFlag{Name: "burst", Destination: &limit.burst, Usage: "the cap's burst (with --qps; default: twice --qps)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(output); err != nil {
@@ -91,6 +91,9 @@ Examples:
 				return err
 			}
 			limit.set = c.IsSet("qps") || c.IsSet("burst")
+			if err := limit.check(); err != nil {
+				return err
+			}
 			path := c.Args().First()
 			p, err := api.Read(path)
 			if err != nil {

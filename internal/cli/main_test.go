@@ -104,6 +104,16 @@ func TestHelpTeachesTheWorkflow(t *testing.T) {
 	}
 }
 
+// Every command's help ends with examples, on stdout, exit 0.
+func TestHelpHasExamples(t *testing.T) {
+	for _, c := range commands() {
+		out, errOut, code := runCLI(t, c.Name, "--help")
+		if code != 0 || !strings.Contains(out, "Examples:\n   ") || !strings.Contains(out, "ks-clean "+c.Name) || errOut != "" {
+			t.Errorf("%s --help: exit %d, no examples in:\n%s%s", c.Name, code, out, errOut)
+		}
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	for _, args := range [][]string{{"frobnicate"}, {"-v", "frobnicate"}} {
 		out, errOut, code := runCLI(t, args...)
@@ -130,6 +140,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"reinstall"}, "reinstall needs --chart"},
 		{[]string{"apply", "plan.json", "--dry-run=client"}, "dry run is always the server's"},
 		{[]string{"completion"}, "completion bash|zsh|fish"},
+		{[]string{"apply", "plan.json", "--burst", "10"}, "--qps 0: give a positive number"},
 		{[]string{"completion", "powershell"}, "use bash, zsh or fish"},
 		{[]string{"version", "extra"}, `takes no arguments, got "extra"`},
 		{[]string{"scan", "stray", "--context", "x"}, `takes no arguments, got "stray"`},

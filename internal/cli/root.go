@@ -466,7 +466,11 @@ func connect(c *cli.Context, context, flag string, limit *rateLimit) (*connectio
 		return nil, err
 	}
 	if limit != nil && limit.set {
-		cl.Config.QPS, cl.Config.Burst = float32(limit.qps), limit.burst
+		burst := limit.burst
+		if burst <= 0 {
+			burst = int(2 * limit.qps)
+		}
+		cl.Config.QPS, cl.Config.Burst = float32(limit.qps), max(1, burst)
 	}
 	clients, err := kube.New(cl.Config)
 	if err != nil {
@@ -508,6 +512,13 @@ type rateLimit struct {
 	qps   float64
 	burst int
 	set   bool
+}
+
+func (l *rateLimit) check() error {
+	if l.set && l.qps <= 0 {
+		return exitcode.New(exitcode.Usage, fmt.Errorf("--qps %v: give a positive number of requests per second (with --burst), or leave both out: by default apply goes at the pace the server's answers allow", l.qps))
+	}
+	return nil
 }
 
 func checkOutput(o string) error {

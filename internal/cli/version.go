@@ -55,8 +55,12 @@ func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
 		Usage: "print the version",
-		UsageText: `ks-clean version
-ks-clean version -o json`,
+		Description: `Prints the version: set by 'make build', else the module version and VCS
+revision Go recorded ('go install …@v1.2.3', or a build from a checkout).
+
+Examples:
+   ks-clean version
+   ks-clean version -o json | jq -r .commit`,
 		Flags: []cli.Flag{outputFlag(&output)},
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(output); err != nil {

@@ -16,11 +16,13 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// The client-side rate limit when the caller sets none.
-const (
-	DefaultQPS   = 50
-	DefaultBurst = 100
-)
+// DefaultMaxInFlight bounds apply's writes in flight per cluster when the
+// caller sets no --concurrency; Pace lowers it while the server throttles.
+const DefaultMaxInFlight = 32
+
+// NoRateLimit, as rest.Config's QPS, turns client-go's client-side limiter
+// off: by default ks-clean goes at the server's pace (Pace).
+const NoRateLimit = -1
 
 // Clients for one cluster.
 type Clients struct {
@@ -31,6 +33,8 @@ type Clients struct {
 	// Discovery is uncached: each scan must see the cluster as it is now.
 	Discovery discovery.DiscoveryInterface
 	Requests  *RequestCounter
+	// Pace adapts apply's writes in flight to the server's answers.
+	Pace *Pace
 }
 
 // New builds the clients; every request they make is counted.
@@ -38,13 +42,18 @@ func New(cfg *rest.Config) (*Clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	counter := &RequestCounter{}
 	cfg.Wrap(counter.wrap)
+	pace := NewPace(DefaultMaxInFlight)
+	cfg.Wrap(pace.wrap)
 	// Listing every type by discovery touches deprecated ones (v1
 	// Endpoints); their warnings say nothing to a ks-clean user.
 	cfg.WarningHandler = rest.NoWarnings{}
 	if cfg.QPS == 0 {
 		// client-go's default of 5 QPS makes a scan of a large cluster take
-		// minutes; lists are paginated and concurrency is bounded instead.
-		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+		// minutes, and any fixed rate is either too slow for a small
+		// cluster's idle apiserver or too fast for a busy one. Lists are
+		// paginated and bounded instead, writes paced by the server's
+		// answers (Pace), and client-go waits out every Retry-After.
+		cfg.QPS = NoRateLimit
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -62,7 +71,7 @@ func New(cfg *rest.Config) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Discovery: disc, Requests: counter}, nil
+	return &Clients{Config: cfg, Kube: kc, Dynamic: dc, Metadata: mc, Discovery: disc, Requests: counter, Pace: pace}, nil
 }
 
 // RequestCounter counts API requests by verb: get, list, watch, create,

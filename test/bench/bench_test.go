@@ -23,12 +23,12 @@ import (
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
-// The client settings every contender gets: ks-clean's defaults.
-const (
-	concurrency = 8
-	qps         = 50
-	burst       = 100
-)
+// The floor's writes in flight, tried at the first size on fresh clusters;
+// the fastest is the floor there and at the larger sizes
+// (KS_BENCH_FLOOR_CONCURRENCY fixes one). The floor has no client-side rate
+// limit: the apiserver's pace on this machine is the limit.
+var floorConcurrencies = []int{8, 16, 32, 64}
+
 
 // Users, one per contender, so the audit log tells their requests apart.
 const (
@@ -42,12 +42,13 @@ const (
 // default 200,1000,5000), on a fresh control plane each time, seeded alike
 // and with the garbage collector on:
 //
-//   - ks-clean: `ks-clean plan --out` then `ks-clean apply --confirm`, as
-//     subprocesses (wall time, peak RSS; requests by verb and persisted
+//   - ks-clean: `ks-clean plan --out` then `ks-clean apply --confirm`, with
+//     their default flags, as subprocesses (wall time, peak RSS; requests by verb and persisted
 //     writes from the apiserver's audit log), then proves every user object
 //     kept its UID: a run that loses data fails;
-//   - the floor: the same plan's writes issued directly with client-go at the
-//     same concurrency and rate limits (writes.go);
+//   - the floor: the same plan's writes issued directly with client-go, no
+//     client-side rate limit, at the best of several concurrencies
+//     (writes.go);
 //   - the baseline, up to KS_BENCH_BASELINE_MAX namespaces (default 1000; 0
 //     skips it): the same writes as one kubectl process each, sequentially,
 //     in the official 3.x script's style.
@@ -78,13 +79,19 @@ func BenchmarkTeardown(b *testing.B) {
 	}
 	cli := buildCLI(b)
 
+	floorConc := 0
+	if v := os.Getenv("KS_BENCH_FLOOR_CONCURRENCY"); v != "" {
+		if floorConc, err = strconv.Atoi(v); err != nil || floorConc < 1 {
+			b.Fatalf("KS_BENCH_FLOOR_CONCURRENCY=%q: want a positive number", v)
+		}
+	}
 	var rows []*row
 	done := map[int]*row{}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("namespaces=%d", n), func(b *testing.B) {
 			r := done[n]
 			if r == nil {
-				r = measure(b, n, cli, kubectl, n <= baselineMax)
+				r = measure(b, n, cli, kubectl, n <= baselineMax, &floorConc)
 				done[n] = r
 				rows = append(rows, r)
 			}
@@ -119,8 +126,12 @@ type row struct {
 	Writes     map[string]int // persisted, by verb
 	Outcome    outcome
 
-	FloorWrites  int
-	Floor        time.Duration
+	FloorWrites int
+	Floor       time.Duration
+	// FloorConcurrency is the floor's writes in flight; FloorTried the
+	// times of each concurrency tried at this size.
+	FloorConcurrency int
+	FloorTried       map[int]time.Duration
 	FloorVerbs   map[string]int
 	FloorOutcome outcome
 
@@ -173,7 +184,7 @@ func (r *row) report(b *testing.B) {
 }
 
 // measure runs the three contenders for one size, each on its own cluster.
-func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
+func measure(b *testing.B, n int, cli, kubectl string, baseline bool, floorConc *int) *row {
 	ctx := context.Background()
 	r := &row{N: n}
 	work := b.TempDir()
@@ -196,7 +207,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 		b.Fatal(err)
 	}
 	planPath := filepath.Join(work, "plan.json")
-	if r.Plan, err = runCLI(ctx, cli, "plan", "--kubeconfig", planKC, "--concurrency", strconv.Itoa(concurrency), "--out", planPath, "-o", "json"); err != nil {
+	if r.Plan, err = runCLI(ctx, cli, "plan", "--kubeconfig", planKC, "--out", planPath, "-o", "json"); err != nil {
 		b.Fatal(err)
 	}
 	r.Load[0] = loadAvg()
@@ -210,8 +221,7 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 	}
 	b.Logf("n=%d: plan %s, %d steps, requests %v, object GETs %d", n, r.Plan.Wall.Round(time.Millisecond), r.Steps, r.PlanVerbs, r.PlanGets)
 
-	r.Apply, err = runCLI(ctx, cli, "apply", planPath, "--kubeconfig", applyKC, "--confirm", "-o", "json",
-		"--concurrency", strconv.Itoa(concurrency), "--qps", strconv.Itoa(qps), "--burst", strconv.Itoa(burst))
+	r.Apply, err = runCLI(ctx, cli, "apply", planPath, "--kubeconfig", applyKC, "--confirm", "-o", "json")
 	r.Load[1] = loadAvg()
 	var res uninstall.Result
 	if jerr := json.Unmarshal(r.Apply.Stdout, &res); jerr != nil && err == nil {
@@ -241,49 +251,62 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool) *row {
 		n, r.Apply.Wall.Round(time.Millisecond), res.Done, res.Skipped, r.Apply.MaxRSSKiB/1024, r.ApplyVerbs, r.Writes, r.Least.Total(), r.Least)
 	c.cp.Stop()
 
-	// The floor.
-	f := mustCluster(b, ctx, n)
-	phases, nw := compilePlan(b, ctx, f)
-	cfg, _, err := f.cp.AddUser(floorUser, "system:masters")
-	if err != nil {
-		b.Fatal(err)
+	// The floor, at each concurrency still to try, each on a fresh cluster.
+	tries := floorConcurrencies
+	if *floorConc > 0 {
+		tries = []int{*floorConc}
 	}
-	cfg.QPS, cfg.Burst = qps, burst
-	fc, err := kube.New(cfg)
-	if err != nil {
-		b.Fatal(err)
+	r.FloorTried = map[int]time.Duration{}
+	for _, conc := range tries {
+		f := mustCluster(b, ctx, n)
+		phases, nw := compilePlan(b, ctx, f)
+		cfg, _, err := f.cp.AddUser(floorUser, "system:masters")
+		if err != nil {
+			b.Fatal(err)
+		}
+		fc, err := kube.New(cfg) // no client-side rate limit
+		if err != nil {
+			b.Fatal(err)
+		}
+		fc.Pace.SetMax(conc)
+		start := time.Now()
+		if err := runFloor(ctx, fc, phases, conc); err != nil {
+			b.Fatalf("n=%d: floor at concurrency %d: %v", n, conc, err)
+		}
+		took := time.Since(start)
+		r.FloorTried[conc] = took
+		verbs, _, writes, err := audit(f.cp, floorUser)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _, err := checkOutcome(ctx, f.s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("n=%d: floor at concurrency %d: %s, %d writes planned, %d persisted, requests %v, outcome %+v", n, conc, took.Round(time.Millisecond), nw, sum(writes), verbs, out)
+		if r.FloorConcurrency == 0 || took < r.Floor {
+			r.Floor, r.FloorConcurrency, r.FloorVerbs, r.FloorWrites, r.FloorOutcome = took, conc, verbs, sum(writes), out
+			r.Load[2] = loadAvg()
+		}
+		f.cp.Stop()
 	}
-	start := time.Now()
-	if err := runFloor(ctx, fc, phases, concurrency); err != nil {
-		b.Fatalf("n=%d: floor: %v", n, err)
-	}
-	r.Floor = time.Since(start)
-	r.Load[2] = loadAvg()
-	var writes map[string]int
-	if r.FloorVerbs, _, writes, err = audit(f.cp, floorUser); err != nil {
-		b.Fatal(err)
-	}
-	r.FloorWrites = sum(writes)
-	if r.FloorOutcome, _, err = checkOutcome(ctx, f.s); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("n=%d: floor %s, %d writes planned, %d persisted, requests %v, outcome %+v", n, r.Floor.Round(time.Millisecond), nw, r.FloorWrites, r.FloorVerbs, r.FloorOutcome)
-	f.cp.Stop()
+	*floorConc = r.FloorConcurrency
 
 	if !baseline {
 		return r
 	}
 	k := mustCluster(b, ctx, n)
-	phases, _ = compilePlan(b, ctx, k)
+	phases, _ := compilePlan(b, ctx, k)
 	_, kc, err := k.cp.AddUser(baselineUser, "system:masters")
 	if err != nil {
 		b.Fatal(err)
 	}
-	start = time.Now()
+	start := time.Now()
 	br := runBaseline(ctx, kubectl, kc, filepath.Join(work, "kubectl-cache"), phases)
 	r.BaselineTime, r.Baseline = time.Since(start), &br
 	r.Load[3] = loadAvg()
-	if _, _, writes, err = audit(k.cp, baselineUser); err != nil {
+	_, _, writes, err := audit(k.cp, baselineUser)
+	if err != nil {
 		b.Fatal(err)
 	}
 	r.BaselineWrites = sum(writes)

@@ -21,6 +21,7 @@ import (
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/scan/inventory"
+	"github.com/ks-clean/ks-clean/uninstall"
 )
 
 // write is one write of a plan, resolved and with its body ready: the floor
@@ -188,8 +189,8 @@ func podSelector(obj map[string]any) (string, error) {
 	return sel.String(), nil
 }
 
-// runFloor issues the writes directly with client-go: the same clients and
-// rate limits as ks-clean (kube.New), the same concurrency, phases in order,
+// runFloor issues the writes directly with client-go: the same clients as
+// ks-clean (kube.New, no client-side rate limit), the given concurrency, phases in order,
 // and a wait after each phase the plan waits on. Nothing else: no preflight,
 // backup, per-object read, journal, lease or verification. The wait lists
 // each type once per poll instead of reading each object.
@@ -263,6 +264,8 @@ func waitGone(ctx context.Context, c *kube.Clients, pw phaseWrites, timeout time
 		}
 	}
 	deadline := time.Now().Add(timeout)
+	// Polled as apply's waits are: soon, then less often, up to 500 ms.
+	next := uninstall.PhaseBackoff().DelayFunc()
 	for {
 		left := 0
 		for gvr, uids := range pending {
@@ -299,7 +302,7 @@ func waitGone(ctx context.Context, c *kube.Clients, pw phaseWrites, timeout time
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(next()):
 		}
 	}
 }
