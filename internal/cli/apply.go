@@ -49,6 +49,11 @@ protected object with its UID.
 Without --confirm, on a terminal you are asked to type the context name; with
 no terminal, apply refuses. --dry-run sends every write with dryRun=All.
 
+It goes at the server's pace, with no fixed rate: up to --concurrency
+requests in flight, halved while the server answers 429 or 503 (API Priority
+and Fairness) and grown back as it answers again, each Retry-After waited
+out. --qps (and --burst) set a hard client-side cap for those who want one.
+
 A multi-cluster plan (plan --member-context) connects to each stage's
 context in the same kubeconfig, checks every stage before the first write,
 then runs the stages in order (backup and journal of each under
