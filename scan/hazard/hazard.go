@@ -550,7 +550,7 @@ func leftoverGuard(f *footprint.Footprint) []api.Finding {
 	}
 	return []api.Finding{{
 		ID: GuardLeftOver, Severity: api.Warning,
-		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it; it refuses deleting the namespaces and volumes that apply protected. The next apply replaces and removes it; to remove it now: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s", api.GuardName, api.GuardName),
+		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it, or kept it because protected objects were still owned by what it deleted (the garbage collector would take them); it refuses deleting the namespaces and volumes that apply protected. The next apply takes it over and removes it; to remove it now, once nothing protected has an owner reference into what was deleted: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s", api.GuardName, api.GuardName),
 		Objects: refs(objs...),
 	}}
 }

@@ -35,6 +35,14 @@ func renderTables(rows []*row) string {
 			secs(r.Floor), ratio(r.Apply.Wall.Seconds(), r.Floor.Seconds()), base, baseRatio)
 	}
 
+	for _, r := range rows {
+		var tried []string
+		for _, c := range sortedKeys(r.FloorTried) {
+			tried = append(tried, fmt.Sprintf("%d: %s s", c, secs(r.FloorTried[c])))
+		}
+		w("\nFloor at %d namespaces: %d writes in flight, no client-side rate limit (tried %s).\n", r.N, r.FloorConcurrency, strings.Join(tried, ", "))
+	}
+
 	w("\n**Persisted writes** (audit log, the contender's own user; least needed as defined below)\n\n")
 	w("| namespaces | least needed (scale + detach + delete + finalizer) | ks-clean | ks-clean ÷ least | ks-clean by verb | floor | baseline |\n")
 	w("|---:|---|---:|---:|---|---:|---:|\n")
@@ -88,4 +96,13 @@ func verbs(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func sortedKeys(m map[int]time.Duration) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	return keys
 }
