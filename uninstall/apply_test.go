@@ -173,7 +173,7 @@ func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
 	// deletes and, finding the namespaces at risk, stay (TestModelledControllers).
 	e.apply(t, p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 20 * time.Second}, uninstall.DisableDriftCheck, uninstall.DisableGuard)
 	ns := fixture.UserNamespace("ws1", 0)
-	err = wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := e.s.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "app-config", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
