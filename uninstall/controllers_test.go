@@ -3,6 +3,7 @@ package uninstall_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,8 +82,28 @@ func TestModelledControllers(t *testing.T) {
 			if !tc.guard {
 				tweak = append(tweak, uninstall.DisableGuard)
 			}
+			o := uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 30 * time.Second}
+			if !tc.quiesce {
+				// A real controller re-owns the detached namespaces within
+				// moments; the model polls, and on a loaded machine a fast
+				// apply could reach the Workspaces first. Apply waits at
+				// the kubefed phase until the model has re-owned the eight
+				// workspace namespaces (or 30 s), so the control is not a
+				// race.
+				var once sync.Once
+				o.Progress = func(ev uninstall.Event) {
+					if ev.Phase != api.PhaseKubeFed {
+						return
+					}
+					once.Do(func() {
+						_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+							return ctrl.Count("namespace owned again") >= 8, nil
+						})
+					})
+				}
+			}
 			mark := e.cp.AuditMark()
-			res, err := e.apply(t, p, uninstall.Options{FinalizerTimeout: 5 * time.Second, PhaseTimeout: 30 * time.Second}, tweak...)
+			res, err := e.apply(t, p, o, tweak...)
 			// Federated objects are marked orphan in the write that strips
 			// their finalizers: a running KubeFed leaves the Workspaces.
 			// Without the mark it deletes them (the model can fail).
