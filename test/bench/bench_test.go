@@ -29,7 +29,6 @@ import (
 // limit: the apiserver's pace on this machine is the limit.
 var floorConcurrencies = []int{8, 16, 32, 64}
 
-
 // Users, one per contender, so the audit log tells their requests apart.
 const (
 	planUser     = "ks-clean-plan"
@@ -132,8 +131,8 @@ type row struct {
 	// times of each concurrency tried at this size.
 	FloorConcurrency int
 	FloorTried       map[int]time.Duration
-	FloorVerbs   map[string]int
-	FloorOutcome outcome
+	FloorVerbs       map[string]int
+	FloorOutcome     outcome
 
 	Baseline        *baselineResult
 	BaselineTime    time.Duration
