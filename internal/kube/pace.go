@@ -16,7 +16,7 @@ import (
 // Retry-After and retries, and Pace also halves the requests in flight so
 // the next ones are not throttled too. Each request that completes without
 // a throttle grows the bound back by one per bound's worth of successes, up
-// to Max. There is no fixed client-side rate: the server's own pace is the
+// to its ceiling. There is no fixed client-side rate: the server's own pace is the
 // limit.
 type Pace struct {
 	mu       sync.Mutex
@@ -27,10 +27,10 @@ type Pace struct {
 	okRun    int
 	cutAt    time.Time
 
-	// Throttles counts the 429/503 answers seen; Min is the lowest bound
-	// reached (both for results and tests).
-	Throttles int
-	Min       int
+	// throttles counts the 429/503 answers seen; lowest is the lowest bound
+	// reached (Stats reads both).
+	throttles int
+	lowest    int
 	fixed     bool
 }
 
@@ -62,7 +62,7 @@ func NewPace(max int) *Pace {
 	if max < 1 {
 		max = 1
 	}
-	p := &Pace{max: max, limit: max, Min: max}
+	p := &Pace{max: max, limit: max, lowest: max}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -71,7 +71,7 @@ func NewPace(max int) *Pace {
 func (p *Pace) SetMax(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.max, p.limit, p.Min, p.okRun = max(1, n), max(1, n), max(1, n), 0
+	p.max, p.limit, p.lowest, p.okRun = max(1, n), max(1, n), max(1, n), 0
 	p.cond.Broadcast()
 }
 
@@ -108,14 +108,14 @@ func (p *Pace) Release() {
 func (p *Pace) throttled() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.Throttles++
+	p.throttles++
 	p.okRun = 0
 	if p.fixed || time.Since(p.cutAt) < 500*time.Millisecond {
 		return
 	}
 	p.cutAt = time.Now()
 	p.limit = max(1, p.limit/2)
-	p.Min = min(p.Min, p.limit)
+	p.lowest = min(p.lowest, p.limit)
 }
 
 func (p *Pace) succeeded() {
@@ -142,7 +142,7 @@ func (p *Pace) Limit() int {
 func (p *Pace) Stats() (throttles, minLimit int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.Throttles, p.Min
+	return p.throttles, p.lowest
 }
 
 // observe feeds the pace from every response: 429 and 503 are the server
