@@ -87,15 +87,22 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 		defer a.lease.release()
 		writeCtx = a.lease.ctx
 	}
-	var known map[string]*unstructured.Unstructured
-	if res.BackedUp, known, err = a.backup(ctx, targets); err != nil {
-		return res, err
-	}
-	if !a.DryRun && !a.noGuard {
-		g, err := installGuard(writeCtx, a.Clients, a.Plan, a.lease.halt)
-		if err != nil {
-			return res, err
+	// The guard is set while the backup reads: the apiserver takes up to
+	// a second to enforce a new policy, and neither needs the other. Both
+	// are done before the first step.
+	var g *guard
+	var guardErr error
+	guardSet := make(chan struct{})
+	go func() {
+		defer close(guardSet)
+		if !a.DryRun && !a.noGuard {
+			g, guardErr = installGuard(writeCtx, a.Clients, a.Plan, a.lease.halt)
 		}
+	}()
+	var known map[string]*unstructured.Unstructured
+	res.BackedUp, known, err = a.backup(ctx, targets)
+	<-guardSet
+	if g != nil {
 		res.Guard = g.mode
 		// Removed on every way out, except after losing the Lease (the
 		// apply that holds it now owns the cluster and takes it over), and
@@ -110,6 +117,12 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 				g.remove(ctx)
 			}
 		}()
+	}
+	if err != nil {
+		return res, err
+	}
+	if guardErr != nil {
+		return res, guardErr
 	}
 
 	a.Clients.Pace.SetMax(a.Concurrency)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,8 @@ const (
 //
 // It reports ratios as metrics and a markdown table (logged, and written to
 // KS_BENCH_REPORT when set). Each size runs once whatever -benchtime says.
+// KS_BENCH_TRACE=DIR runs apply with -v=6 and keeps its request log in
+// DIR/apply-N.log (the logging slows apply a little).
 func BenchmarkTeardown(b *testing.B) {
 	sizes, err := intsEnv("KS_BENCH_SIZES", []int{200, 1000, 5000})
 	if err != nil {
@@ -220,7 +223,13 @@ func measure(b *testing.B, n int, cli, kubectl string, baseline bool, floorConc 
 	}
 	b.Logf("n=%d: plan %s, %d steps, requests %v, object GETs %d", n, r.Plan.Wall.Round(time.Millisecond), r.Steps, r.PlanVerbs, r.PlanGets)
 
-	r.Apply, err = runCLI(ctx, cli, "apply", planPath, "--kubeconfig", applyKC, "--confirm", "-o", "json")
+	applyArgs := []string{"apply", planPath, "--kubeconfig", applyKC, "--confirm", "-o", "json"}
+	if dir := os.Getenv("KS_BENCH_TRACE"); dir != "" {
+		// client-go's log of every request, with its timing: where the
+		// time between the floor and apply goes.
+		applyArgs = append(applyArgs, "-v=6", "--stderr-to", filepath.Join(dir, fmt.Sprintf("apply-%d.log", n)))
+	}
+	r.Apply, err = runCLI(ctx, cli, applyArgs...)
 	r.Load[1] = loadAvg()
 	var res uninstall.Result
 	if jerr := json.Unmarshal(r.Apply.Stdout, &res); jerr != nil && err == nil {
@@ -388,10 +397,21 @@ type proc struct {
 	Stdout    []byte
 }
 
+// runCLI runs ks-clean; a trailing "--stderr-to FILE" is not passed on
+// but sends its standard error to FILE.
 func runCLI(ctx context.Context, bin string, args ...string) (proc, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var errOut io.Writer = &stderr
+	if n := len(args); n > 2 && args[n-2] == "--stderr-to" {
+		f, err := os.Create(args[n-1])
+		if err != nil {
+			return proc{}, err
+		}
+		defer f.Close()
+		errOut, args = io.MultiWriter(f, &stderr), args[:n-2]
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, errOut
 	start := time.Now()
 	err := cmd.Run()
 	p := proc{Wall: time.Since(start), Stdout: stdout.Bytes()}
