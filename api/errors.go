@@ -31,6 +31,9 @@ const (
 	FixBlocker Fix = "blocker"
 	// FixMembers: the host and member clusters given do not fit together.
 	FixMembers Fix = "members"
+	// FixBackup: the backup given cannot be restored as it is (incomplete,
+	// edited, another cluster's, or of an apply that changed nothing).
+	FixBackup Fix = "backup"
 )
 
 // Refusal is an operation refused before it changed anything, because of
@@ -57,6 +60,10 @@ func AsRefusal(err error) (*Refusal, bool) {
 
 // ErrTampered is returned when a plan's digest does not match its content.
 var ErrTampered = errors.New("plan digest does not match its content")
+
+// ErrBackupEdited is returned when a backup's file does not match the
+// checksum apply recorded for it.
+var ErrBackupEdited = errors.New("its content does not match the checksum apply recorded")
 
 // ErrInterrupted is returned when an apply stops before its end (Ctrl-C, or
 // a test's stop); its journal lets the same command resume.

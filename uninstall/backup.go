@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,21 +23,6 @@ import (
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
 )
-
-// backupIndex lists what a backup holds, and which run took it.
-type backupIndex struct {
-	// Plan is the journal key of the stage backed up (plan digest and
-	// stage).
-	Plan    string        `json:"plan"`
-	TakenAt time.Time     `json:"takenAt"`
-	Objects []backupEntry `json:"objects"`
-}
-
-// backupEntry is one line of the backup index.
-type backupEntry struct {
-	api.ObjectRef
-	File string `json:"file"`
-}
 
 // backup saves, before any write, every object a step changes or deletes and
 // everything inside the namespaces the plan deletes. Lists, grouped by type,
@@ -62,12 +48,12 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		}
 	}
 	dir := filepath.Join(root, "objects")
-	index := filepath.Join(root, "index.json")
+	index := filepath.Join(root, api.BackupIndexFile)
 	if b, err := os.ReadFile(index); err == nil && !a.DryRun {
 		// Taken by an earlier, interrupted real run of this stage: it
 		// holds the state before any write, which a new backup no longer
 		// could.
-		var prev backupIndex
+		var prev api.BackupIndex
 		if err := json.Unmarshal(b, &prev); err != nil || prev.Plan != a.journalKey() {
 			return 0, nil, api.Refuse(api.FixBackupDir, "backup index %s is damaged or belongs to another plan: move it away to take a new backup", index)
 		}
@@ -107,7 +93,7 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	}
 
 	var mu sync.Mutex
-	var entries []backupEntry
+	var entries []api.BackupEntry
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.Concurrency)
 	for gvr, uids := range want {
@@ -145,14 +131,25 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	if err := g.Wait(); err != nil {
 		return 0, nil, err
 	}
-	b, _ := json.MarshalIndent(backupIndex{Plan: a.journalKey(), TakenAt: time.Now().UTC(), Objects: entries}, "", " ")
-	if err := os.WriteFile(index, b, 0o600); err != nil {
-		return 0, nil, fmt.Errorf("write backup index: %w", err)
+	// The stage goes with its backup, so that restore knows what apply
+	// was to do without the plan file; the index, written last, seals
+	// both with checksums.
+	sb, err := json.MarshalIndent(a.Plan, "", " ")
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, api.BackupStageFile), sb, 0o600); err != nil {
+		return 0, nil, fmt.Errorf("write backup: %w", err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].File < entries[j].File })
+	x := &api.BackupIndex{Plan: a.journalKey(), Cluster: a.Plan.Cluster.UID, TakenAt: time.Now().UTC(), StageSHA256: api.FileSHA256(sb), Objects: entries}
+	if err := api.WriteBackupIndex(root, x); err != nil {
+		return 0, nil, err
 	}
 	return len(entries), known, nil
 }
 
-func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) {
+func writeObject(dir string, u *unstructured.Unstructured) (api.BackupEntry, error) {
 	ns := u.GetNamespace()
 	if ns == "" {
 		ns = "_cluster"
@@ -164,19 +161,19 @@ func writeObject(dir string, u *unstructured.Unstructured) (backupEntry, error) 
 	rel := filepath.Join(ns, kind, strings.ReplaceAll(u.GetName(), "/", "_")+".json")
 	path := filepath.Join(dir, rel)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return backupEntry{}, err
+		return api.BackupEntry{}, err
 	}
 	b, err := json.MarshalIndent(u.Object, "", " ")
 	if err != nil {
-		return backupEntry{}, err
+		return api.BackupEntry{}, err
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return backupEntry{}, err
+		return api.BackupEntry{}, err
 	}
-	return backupEntry{ObjectRef: api.ObjectRef{
+	return api.BackupEntry{ObjectRef: api.ObjectRef{
 		APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(),
 		UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
-	}, File: filepath.Join("objects", rel)}, nil
+	}, File: filepath.Join("objects", rel), SHA256: api.FileSHA256(b)}, nil
 }
 
 // namespacedResources lists every listable namespaced type, to back up the

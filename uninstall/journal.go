@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/ks-clean/ks-clean/api"
 )
 
 // Step outcomes recorded in the journal and the result.
@@ -34,7 +36,10 @@ type journal struct {
 }
 
 func openJournal(dir, digest string) (*journal, error) {
-	path := filepath.Join(dir, "journal.jsonl")
+	return openJournalFile(filepath.Join(dir, api.JournalFile), digest)
+}
+
+func openJournalFile(path, digest string) (*journal, error) {
 	j := &journal{done: map[string]entry{}}
 	if b, err := os.Open(path); err == nil {
 		sc := bufio.NewScanner(b)

@@ -104,6 +104,9 @@ func TestBadInputTable(t *testing.T) {
 		{"reinstall: chart that does not load", []string{"--kubeconfig", kc, "reinstall", "--chart", filepath.Join(dir, "nope"), "--dry-run", "--work-dir", filepath.Join(dir, "work")}, nil, "nope"},
 		{"unknown command", []string{"--kubeconfig", kc, "aply", good}, nil, `did you mean "apply"?`},
 		{"client-side dry run", []string{"--kubeconfig", kc, "apply", good, "--dry-run=client"}, nil, "--dry-run=server"},
+		{"restore: not a backup", []string{"--kubeconfig", kc, "restore", dir, "--confirm"}, nil, "holds no backup of an apply"},
+		{"restore: no such directory", []string{"--kubeconfig", kc, "restore", filepath.Join(dir, "nope.apply"), "--confirm"}, nil, "nope.apply"},
+		{"restore: no argument", []string{"--kubeconfig", kc, "restore", "--confirm"}, nil, "restore takes one argument"},
 		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
 	}
 	for _, c := range cases {

@@ -50,6 +50,7 @@ func TestJSONContract(t *testing.T) {
 		{"plan-stdout.json", "Plan", 0, []string{"plan", "--out", planFile}},
 		{"dry-run.json", "ApplyResult", 0, []string{"apply", planFile, "--dry-run"}},
 		{"result.json", "ApplyResult", 0, []string{"apply", planFile, "--yes", "--finalizer-timeout", "20s"}},
+		{"restore-dry-run.json", "RestoreResult", 0, []string{"restore", planFile + ".apply", "--dry-run"}},
 		// On the cluster the apply just cleaned: uninstalls nothing, installs.
 		{"reinstall.json", "ReinstallResult", 0, []string{"reinstall", "--chart", chart, "--yes", "--work-dir", filepath.Join(dir, "work")}},
 	} {

@@ -61,7 +61,7 @@ func Main() int {
 // readOnly: the command in args never writes to a cluster.
 func readOnly(args []string) bool {
 	switch commandOf(args) {
-	case "apply", "reinstall":
+	case "apply", "restore", "reinstall":
 		return false
 	}
 	return true
@@ -95,6 +95,7 @@ Workflow:
    ks-clean scan                  read-only: footprint and hazards (exit 3 if critical)
    ks-clean plan --out plan.json  read-only: the ordered teardown, saved for review
    ks-clean apply plan.json       executes exactly that plan: backup first, then phase by phase
+   ks-clean restore plan.json.apply  puts back what that apply deleted, from its backup
    ks-clean reinstall --chart C   uninstall safely, prove clean, install with Helm, prove healthy
 
 The cluster is chosen like kubectl: --kubeconfig, else KUBECONFIG (files
@@ -202,7 +203,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 }
 
 func commands() []*cli.Command {
-	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), reinstallCommand(), completionCommand()}
+	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), restoreCommand(), reinstallCommand(), completionCommand()}
 }
 
 // outputFlag is -o/--output, bound to dst.
@@ -335,6 +336,7 @@ var advice = map[api.Fix]string{
 	api.FixBackupDir:  "choose another with --backup-dir",
 	api.FixProtect:    "(--protect)",
 	api.FixMembers:    "pass the host with --context and each member once with --member-context",
+	api.FixBackup:     "give the backup directory apply printed (default PLAN.apply), as apply left it",
 }
 
 // advise adds the flag advice to a refusal.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/reinstall"
+	"github.com/ks-clean/ks-clean/restore"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
@@ -49,6 +50,8 @@ var schemaDocuments = []schemaDocument{
 	{api.KindPlan, api.Plan{}, "`ks-clean plan` (the plan file it writes, and `ks-clean plan -o json`); `ks-clean apply` and `ks-clean reinstall` read it"},
 	{uninstall.KindResult, uninstall.Result{}, "`ks-clean apply -o json`"},
 	{reinstall.KindResult, reinstall.Result{}, "`ks-clean reinstall -o json`"},
+	{api.KindRestorePlan, api.RestorePlan{}, "`ks-clean restore` (the plan it saves as BACKUP/restore-plan.json)"},
+	{restore.KindResult, restore.Result{}, "`ks-clean restore -o json`"},
 }
 
 // schemaFile is the file name of a kind's schema: ScanReport is
@@ -74,6 +77,7 @@ var schemaTypeNames = map[reflect.Type]string{
 	reflect.TypeOf(scan.ReportJSON{}):  scan.KindReport,
 	reflect.TypeOf(uninstall.Result{}): uninstall.KindResult,
 	reflect.TypeOf(reinstall.Result{}): reinstall.KindResult,
+	reflect.TypeOf(restore.Result{}):   restore.KindResult,
 }
 
 // goCommentDirs are the packages whose doc comments become descriptions,
@@ -83,6 +87,7 @@ var goCommentDirs = map[string]string{
 	"github.com/ks-clean/ks-clean/scan":      "../../scan",
 	"github.com/ks-clean/ks-clean/uninstall": "../../uninstall",
 	"github.com/ks-clean/ks-clean/reinstall": "../../reinstall",
+	"github.com/ks-clean/ks-clean/restore":   "../../restore",
 }
 
 // goComments maps "importpath.Type" and "importpath.Type.Field" to the

@@ -1,0 +1,344 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
+)
+
+// Options of a restore.
+type Options struct {
+	// Reattach gives users' objects back the owner references and labels
+	// apply's detach removed. Off by default: on KubeSphere 3.x that brings
+	// back the hazard the detach removed (a Workspace deleted by a stale
+	// KubeFed takes its namespaces with it).
+	Reattach bool
+	// DryRun sends every write with dryRun=All.
+	DryRun bool
+	// Concurrency bounds the writes in flight within a tier.
+	Concurrency int
+	// EstablishTimeout bounds the wait for each restored CRD.
+	EstablishTimeout time.Duration
+	// LeaseDuration, LeaseCheck: as apply's.
+	LeaseDuration, LeaseCheck time.Duration
+	// StopAfter, when positive, stops after that many writes as if
+	// interrupted (tests use it to prove resumption).
+	StopAfter int
+}
+
+// DefaultOptions are every option's default.
+func DefaultOptions() Options {
+	return Options{Concurrency: 8, EstablishTimeout: time.Minute, LeaseDuration: 60 * time.Second, LeaseCheck: 2 * time.Second}
+}
+
+// Build makes the restore plan: for each stage, what apply deleted and is
+// missing now is created again, what exists and differs is a conflict left
+// alone, workloads apply scaled down are scaled back. clients are by the
+// stages' kubeconfig contexts.
+func Build(ctx context.Context, srcs []*Source, clients map[string]*kube.Clients, backup string, o Options) (*api.RestorePlan, error) {
+	p := &api.RestorePlan{APIVersion: api.APIVersion, Kind: api.KindRestorePlan, CreatedAt: time.Now().UTC(), Backup: backup}
+	for _, src := range srcs {
+		c := clients[src.Stage.Cluster.Context]
+		if c == nil {
+			return nil, fmt.Errorf("no connection for stage %s (context %q)", src.Stage.Name, src.Stage.Cluster.Context)
+		}
+		st, err := buildStage(ctx, src, c, o)
+		if err != nil {
+			return nil, err
+		}
+		p.Stages = append(p.Stages, *st)
+	}
+	return p, p.Seal()
+}
+
+// Server-set fields, never sent on create nor compared.
+var serverSet = [][]string{
+	{"metadata", "uid"}, {"metadata", "resourceVersion"}, {"metadata", "creationTimestamp"},
+	{"metadata", "generation"}, {"metadata", "managedFields"}, {"metadata", "selfLink"},
+	{"metadata", "deletionTimestamp"}, {"metadata", "deletionGracePeriodSeconds"},
+	{"status"},
+}
+
+// mapper resolves kinds to resources; Reset after CRDs come back.
+func newMapper(c *kube.Clients) *restmapper.DeferredDiscoveryRESTMapper {
+	return restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery))
+}
+
+// resource maps a backed-up object to its resource; ok is false when its
+// type is not served (its CRD is to be restored too).
+func resource(m meta.RESTMapper, r api.ObjectRef) (schema.GroupVersionResource, bool, bool) {
+	gv, err := schema.ParseGroupVersion(r.APIVersion)
+	if err != nil {
+		return schema.GroupVersionResource{}, false, false
+	}
+	rm, err := m.RESTMapping(gv.WithKind(r.Kind).GroupKind(), gv.Version)
+	if err != nil {
+		return schema.GroupVersionResource{}, false, false
+	}
+	return rm.Resource, rm.Scope.Name() == meta.RESTScopeNameNamespace, true
+}
+
+func tierOf(r api.ObjectRef) api.Tier {
+	switch {
+	case r.Kind == "Namespace" && r.Group() == "":
+		return api.TierNamespaces
+	case r.Kind == "CustomResourceDefinition" && r.Group() == "apiextensions.k8s.io":
+		return api.TierCRDs
+	case (r.Kind == "ValidatingWebhookConfiguration" || r.Kind == "MutatingWebhookConfiguration") && r.Group() == "admissionregistration.k8s.io",
+		r.Kind == "APIService" && r.Group() == "apiregistration.k8s.io":
+		return api.TierWebhooks
+	case r.Namespace == "":
+		return api.TierCluster
+	}
+	return api.TierNamespaced
+}
+
+// skipped kinds: records of what happened, not state.
+func skipped(r api.ObjectRef) bool {
+	return r.Kind == "Event" && (r.Group() == "" || r.Group() == "events.k8s.io")
+}
+
+func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*api.RestoreStage, error) {
+	ks, err := c.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read kube-system of %s: %w", c.Config.Host, err)
+	}
+	if string(ks.UID) != src.Index.Cluster {
+		return nil, api.Refuse(api.FixCluster, "backup %s was taken on another cluster (kube-system %s, %s); this cluster's kube-system is %s: point --context at the cluster apply ran on",
+			src.Dir, src.Index.Cluster, src.Stage.Cluster.Server, ks.UID)
+	}
+	st := &api.RestoreStage{Name: src.Stage.Name, Cluster: src.Stage.Cluster, Dir: src.Dir, BackupDigest: src.Index.Digest,
+		Steps: []api.RestoreStep{}, Conflicts: []api.RestoreNote{}, Kept: []api.RestoreNote{}, Protected: src.Stage.Protected}
+	deleted, deletedNS := map[string]bool{}, map[string]bool{}
+	scaled := map[string]*int64{}
+	var detached []api.Step
+	for _, s := range src.Stage.Steps {
+		if !src.Done[s.ID] {
+			continue
+		}
+		switch s.Action {
+		case api.ActionDelete:
+			deleted[s.Target.UID] = true
+			if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
+				deletedNS[s.Target.Name] = true
+			}
+		case api.ActionScale:
+			scaled[s.Target.UID] = s.Replicas
+		case api.ActionPatch:
+			if s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || len(s.Remove.Labels) > 0) {
+				detached = append(detached, s)
+			}
+		}
+	}
+	for _, s := range src.Stage.Steps {
+		if !src.Done[s.ID] {
+			continue
+		}
+		switch {
+		case s.Action == api.ActionRetain:
+			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: fmt.Sprintf("reclaim policy stays Retain (it was %s): a released volume set back to Delete would be deleted with its data; a restored claim is bound to it again", s.ReclaimPolicy)})
+		case s.Action == api.ActionHelmUninstall && !deletedNS[s.Target.Namespace]:
+			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "Helm's record of this release was not in a namespace apply deleted, so it is not in the backup: install the release again with helm"})
+		}
+	}
+	if !o.Reattach {
+		for _, s := range detached {
+			if !deleted[s.Target.UID] {
+				st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "stays detached from what owned it (restore --reattach puts the owner references and labels back)"})
+			}
+		}
+	}
+
+	m := newMapper(c)
+	type cand struct {
+		e     api.BackupEntry
+		tier  api.Tier
+		depth int
+	}
+	var cands []*cand
+	byUID := map[string]*cand{}
+	owners := map[string][]string{}
+	for _, e := range src.Index.Objects {
+		if skipped(e.ObjectRef) || !(deleted[e.UID] || deletedNS[e.Namespace]) {
+			continue
+		}
+		u, err := src.object(e)
+		if err != nil {
+			return nil, api.Refuse(api.FixBackup, "backup %s: %v", src.Dir, err)
+		}
+		state, err := compare(ctx, c, m, u)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", e.ObjectRef, err)
+		}
+		switch state {
+		case same, kept:
+			continue
+		case differs:
+			st.Conflicts = append(st.Conflicts, api.RestoreNote{Object: e.ObjectRef, Reason: "exists now and differs from the backup: left alone"})
+			continue
+		}
+		k := &cand{e: e, tier: tierOf(e.ObjectRef)}
+		cands = append(cands, k)
+		byUID[e.UID] = k
+		for _, r := range u.GetOwnerReferences() {
+			owners[e.UID] = append(owners[e.UID], string(r.UID))
+		}
+	}
+	// Owners before what they own: each object's depth is one more than its
+	// deepest owner's among what is restored.
+	var depth func(uid string, seen map[string]bool) int
+	depth = func(uid string, seen map[string]bool) int {
+		if seen[uid] {
+			return 0 // a cycle of owners: the server would not have had it
+		}
+		seen[uid] = true
+		d := 0
+		for _, o := range owners[uid] {
+			if byUID[o] != nil {
+				d = max(d, 1+depth(o, seen))
+			}
+		}
+		return d
+	}
+	for _, k := range cands {
+		k.depth = depth(k.e.UID, map[string]bool{})
+	}
+	rank := map[api.Tier]int{}
+	for i, t := range api.Tiers {
+		rank[t] = i
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.tier != b.tier {
+			return rank[a.tier] < rank[b.tier]
+		}
+		if a.depth != b.depth {
+			return a.depth < b.depth
+		}
+		return a.e.File < b.e.File
+	})
+	add := func(s api.RestoreStep) {
+		s.ID = fmt.Sprintf("%04d-%s-%s", len(st.Steps)+1, s.Tier, s.Action)
+		st.Steps = append(st.Steps, s)
+	}
+	order := map[string]int{}
+	for i, k := range cands {
+		order[k.e.UID] = i
+	}
+	var late []*cand // owned by something restored after them
+	for _, k := range cands {
+		for _, o := range owners[k.e.UID] {
+			if j, ok := order[o]; ok && j > order[k.e.UID] {
+				late = append(late, k)
+				break
+			}
+		}
+	}
+	for _, k := range cands {
+		if k.tier == api.TierWebhooks {
+			break
+		}
+		add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File})
+	}
+	for _, k := range late {
+		add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionOwn, Target: k.e.ObjectRef, File: k.e.File})
+	}
+	if o.Reattach {
+		files := map[string]string{}
+		for _, e := range src.Index.Objects {
+			files[e.UID] = e.File
+		}
+		for _, s := range detached {
+			if !deleted[s.Target.UID] && files[s.Target.UID] != "" {
+				add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionReattach, Target: s.Target, File: files[s.Target.UID]})
+			}
+		}
+	}
+	for _, s := range src.Stage.Steps {
+		if n := scaled[s.Target.UID]; s.Action == api.ActionScale && src.Done[s.ID] && n != nil {
+			add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionScale, Target: s.Target, Replicas: n})
+		}
+	}
+	for _, k := range cands {
+		if k.tier == api.TierWebhooks {
+			add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File})
+		}
+	}
+	return st, nil
+}
+
+// Where an object of the backup stands now.
+type state int
+
+const (
+	missing state = iota // create it
+	kept                 // there with its old UID: apply did not delete it
+	same                 // there again (another UID), as backed up
+	differs              // there, and not as backed up: a conflict
+)
+
+func compare(ctx context.Context, c *kube.Clients, m meta.RESTMapper, u *unstructured.Unstructured) (state, error) {
+	ref := api.ObjectRef{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
+	gvr, namespaced, ok := resource(m, ref)
+	if !ok {
+		return missing, nil // its type is not served: its CRD comes back first
+	}
+	ri := c.Dynamic.Resource(gvr).Namespace("")
+	if namespaced {
+		ri = c.Dynamic.Resource(gvr).Namespace(u.GetNamespace())
+	}
+	var cur *unstructured.Unstructured
+	err := kube.Retry(ctx, func() (err error) {
+		cur, err = ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+		return err
+	})
+	switch {
+	case apierrors.IsNotFound(err):
+		return missing, nil
+	case err != nil:
+		return 0, err
+	case cur.GetUID() == u.GetUID():
+		return kept, nil
+	case equal(cur, u):
+		return same, nil
+	}
+	return differs, nil
+}
+
+// equal compares two objects without what the server sets and without the
+// owners' UIDs (a restored owner has a new one).
+func equal(a, b *unstructured.Unstructured) bool {
+	return reflect.DeepEqual(comparable(a), comparable(b))
+}
+
+func comparable(u *unstructured.Unstructured) map[string]any {
+	c := u.DeepCopy()
+	for _, f := range serverSet {
+		unstructured.RemoveNestedField(c.Object, f...)
+	}
+	refs := c.GetOwnerReferences()
+	for i := range refs {
+		refs[i].UID = ""
+	}
+	c.SetOwnerReferences(refs)
+	if len(c.GetAnnotations()) == 0 {
+		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
+	}
+	if len(c.GetLabels()) == 0 {
+		unstructured.RemoveNestedField(c.Object, "metadata", "labels")
+	}
+	return c.Object
+}

@@ -1,0 +1,247 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/restore"
+	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/test/controlplane"
+	"github.com/ks-clean/ks-clean/test/fixture"
+	"github.com/ks-clean/ks-clean/uninstall"
+)
+
+const user = "ks-clean-operator"
+
+// Fields the server sets or that follow from others, left out when
+// comparing an object before apply with the object restore made.
+func comparable(u *unstructured.Unstructured) map[string]any {
+	c := u.DeepCopy()
+	for _, f := range [][]string{
+		{"metadata", "uid"}, {"metadata", "resourceVersion"}, {"metadata", "creationTimestamp"},
+		{"metadata", "generation"}, {"metadata", "managedFields"}, {"status"},
+	} {
+		unstructured.RemoveNestedField(c.Object, f...)
+	}
+	refs := c.GetOwnerReferences()
+	for i := range refs {
+		refs[i].UID = ""
+	}
+	c.SetOwnerReferences(refs)
+	return c.Object
+}
+
+func plan1(t *testing.T, c *kube.Clients) *api.Plan {
+	t.Helper()
+	rep, err := scan.Run(context.Background(), []scan.Target{{Clients: c}}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func apply(t *testing.T, c *kube.Clients, p *api.Plan, dir string) *uninstall.Result {
+	t.Helper()
+	o := uninstall.DefaultOptions()
+	o.FinalizerTimeout, o.PhaseTimeout, o.BackupDir = 20*time.Second, 2*time.Minute, dir
+	a := &uninstall.Apply{Clients: map[string]*kube.Clients{p.Single().Cluster.Context: c}, Plan: p, PlanPath: filepath.Join(dir, "..", "plan.json"), Options: o}
+	res, err := a.Run(context.Background())
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+func restorePlan(t *testing.T, c *kube.Clients, dir string, o restore.Options) *api.RestorePlan {
+	t.Helper()
+	srcs, err := restore.Load(dir)
+	if err != nil {
+		t.Fatalf("load the backup: %v", err)
+	}
+	p, err := restore.Build(context.Background(), srcs, map[string]*kube.Clients{srcs[0].Stage.Cluster.Context: c}, dir, o)
+	if err != nil {
+		t.Fatalf("restore plan: %v", err)
+	}
+	return p
+}
+
+// TestApplyThenRestore: on the incident, with the garbage collector on,
+// plan → apply → restore gives back every footprint object (same kind,
+// namespace and name; its fields as before, but for what the server sets),
+// while every user object keeps its UID throughout; a restore stopped
+// half-way resumes to the end; a second plan and apply clean the cluster
+// again. A backup that was edited, or that is another cluster's, is refused
+// with no write at all.
+func TestApplyThenRestore(t *testing.T) {
+	ctx := context.Background()
+	st := fixture.Start(t, "incident", controlplane.Options{Audit: true}, true)
+	cfg, _, err := st.CP.AddUser(user, "system:masters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kube.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[fixture.Ref]map[string]any{}
+	for _, r := range st.Seeder.Seeded.Footprint {
+		u, err := st.Seeder.Get(ctx, r)
+		if err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+		before[r] = comparable(u)
+	}
+	work := t.TempDir()
+	dir := filepath.Join(work, "plan.json.apply")
+	p := plan1(t, c)
+	res := apply(t, c, p, dir)
+	if !res.Verification.OK {
+		t.Fatalf("apply's final check: %v", res.Verification.Problems)
+	}
+	present, err := st.Seeder.Present(ctx, st.Seeder.Seeded.Footprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("apply: %d steps done; %d of %d footprint objects left (kept on purpose)", res.Done, len(present), len(st.Seeder.Seeded.Footprint))
+
+	// A dry run stores nothing, and fails no step.
+	mark := st.CP.AuditMark()
+	dry := restorePlan(t, c, dir, restore.Options{DryRun: true})
+	do := restore.DefaultOptions()
+	do.DryRun = true
+	dres, err := (&restore.Restore{Plan: dry, Clients: map[string]*kube.Clients{dry.Stages[0].Cluster.Context: c}, PlanPath: "dry", Options: do}).Run(ctx)
+	if err != nil || dres.Failed > 0 {
+		t.Fatalf("restore dry run: %v (%d failed)", err, dres.Failed)
+	}
+	if w, err := st.CP.PersistedWritesSince(mark, user); err != nil || len(w) > 0 {
+		t.Fatalf("restore dry run stored %d writes (%v)", len(w), err)
+	}
+
+	// A restore stopped after 40 writes resumes to the end.
+	rp := restorePlan(t, c, dir, restore.Options{})
+	planPath := filepath.Join(dir, restore.PlanFile)
+	if err := api.WriteRestorePlan(planPath, rp); err != nil {
+		t.Fatal(err)
+	}
+	o := restore.DefaultOptions()
+	o.StopAfter = 40
+	r := &restore.Restore{Plan: rp, Clients: map[string]*kube.Clients{rp.Stages[0].Cluster.Context: c}, PlanPath: planPath, Options: o}
+	if _, err := r.Run(ctx); !errors.Is(err, api.ErrInterrupted) {
+		t.Fatalf("restore stopped after 40 writes: want ErrInterrupted, got %v", err)
+	}
+	r.StopAfter = 0
+	out, err := r.Run(ctx)
+	if err != nil {
+		t.Fatalf("restore, resumed: %v", err)
+	}
+	for _, s := range out.Stages[0].Steps {
+		if s.Status != restore.StatusDone {
+			t.Logf("%s %s: %s %s", s.ID, s.Target, s.Status, s.Detail)
+		}
+	}
+	t.Logf("restore: %d steps in the plan, %d created on resume, %d skipped, %d conflicts, kept %d, in %.1fs",
+		len(rp.Stages[0].Steps), out.Created, out.Skipped, out.Conflicts, len(rp.Stages[0].Kept), out.DurationSeconds)
+	if out.Created+40 < len(rp.Stages[0].Steps)-out.Skipped || out.Conflicts != 0 {
+		t.Errorf("restore: %d created on resume after 40, %d skipped, %d conflicts, of %d steps", out.Created, out.Skipped, out.Conflicts, len(rp.Stages[0].Steps))
+	}
+
+	missing, err := st.Seeder.Missing(ctx, st.Seeder.Seeded.Protected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d user objects lost or replaced: %v", len(missing), missing)
+	}
+	var notBack, changed []string
+	for r, want := range before {
+		r.UID = ""
+		u, err := st.Seeder.Get(ctx, r)
+		if err != nil {
+			notBack = append(notBack, r.String())
+			continue
+		}
+		if got := comparable(u); !reflect.DeepEqual(got, want) {
+			changed = append(changed, r.String())
+			t.Logf("%s before: %v", r, want)
+			t.Logf("%s after:  %v", r, got)
+		}
+	}
+	if len(notBack) > 0 {
+		t.Errorf("%d footprint objects not back after restore: %s", len(notBack), strings.Join(notBack, ", "))
+	}
+	if len(changed) > 0 {
+		t.Errorf("%d footprint objects back but not as they were: %s", len(changed), strings.Join(changed, ", "))
+	}
+
+	// Edited and foreign backups: refused, nothing written.
+	mark = st.CP.AuditMark()
+	edited := filepath.Join(work, "edited")
+	if err := os.CopyFS(edited, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	x, _, err := api.ReadBackup(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(edited, x.Objects[0].File)
+	b, _ := os.ReadFile(f)
+	if err := os.WriteFile(f, []byte(strings.Replace(string(b), "{", "{\"x\":1,", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Load(edited); !errors.Is(err, api.ErrBackupEdited) {
+		t.Errorf("an edited backup: want a refusal wrapping ErrBackupEdited, got %v", err)
+	}
+	// An apply that wrote nothing: its journal has no finished write.
+	unstarted := filepath.Join(work, "unstarted")
+	if err := os.CopyFS(unstarted, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	jb, _ := os.ReadFile(filepath.Join(dir, api.JournalFile))
+	first, _, _ := strings.Cut(string(jb), "\n")
+	if err := os.WriteFile(filepath.Join(unstarted, api.JournalFile), []byte(first+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Load(unstarted); err == nil || !strings.Contains(err.Error(), "changed nothing") {
+		t.Errorf("the backup of an apply that wrote nothing: want a refusal, got %v", err)
+	}
+	other := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	oc, err := kube.New(other.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := restore.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = restore.Build(ctx, srcs, map[string]*kube.Clients{srcs[0].Stage.Cluster.Context: oc}, dir, restore.Options{})
+	if ref, ok := api.AsRefusal(err); !ok || ref.Fix != api.FixCluster {
+		t.Errorf("another cluster's backup: want a refusal naming the cluster, got %v", err)
+	}
+	if w, err := st.CP.PersistedWritesSince(mark, user); err != nil || len(w) > 0 {
+		t.Errorf("refused restores wrote %d times (%v)", len(w), err)
+	}
+
+	// Uninstalled again.
+	res = apply(t, c, plan1(t, c), filepath.Join(work, "again.apply"))
+	if !res.Verification.OK {
+		t.Fatalf("second apply's final check: %v", res.Verification.Problems)
+	}
+	if missing, _ := st.Seeder.Missing(ctx, st.Seeder.Seeded.Protected); len(missing) > 0 {
+		t.Fatalf("%d user objects lost by the second apply: %v", len(missing), missing)
+	}
+}

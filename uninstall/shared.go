@@ -1,0 +1,92 @@
+package uninstall
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ks-clean/ks-clean/api"
+)
+
+// What restore shares with apply: one ks-clean writing to a cluster at a
+// time (the same Lease), and a journal to resume from.
+
+// Lock is the cluster's Lease, held by a ks-clean run that writes.
+type Lock struct{ l *lease }
+
+// AcquireLock takes the cluster's Lease, or refuses at once (an
+// api.Refusal, FixWait) while another run holds it.
+func AcquireLock(ctx context.Context, kc kubernetes.Interface, duration, check time.Duration) (*Lock, error) {
+	l, err := acquireLease(ctx, kc, duration, check)
+	if err != nil {
+		return nil, err
+	}
+	return &Lock{l}, nil
+}
+
+// Context is cancelled the moment the Lease is lost: every write runs under
+// it.
+func (k *Lock) Context() context.Context { return k.l.ctx }
+
+// Lost is a *LeaseLostError once the Lease was lost, else nil.
+func (k *Lock) Lost() error { return k.l.Lost() }
+
+// Release gives the Lease back.
+func (k *Lock) Release() { k.l.release() }
+
+// Journal records which steps of a run are done, one synced line each.
+type Journal struct{ j *journal }
+
+// OpenJournal opens (or starts) the journal in dir of the run keyed key;
+// a journal of another key is refused.
+func OpenJournal(dir, name, key string) (*Journal, error) {
+	j, err := openJournalFile(filepath.Join(dir, name), key)
+	if err != nil {
+		return nil, err
+	}
+	return &Journal{j}, nil
+}
+
+// Done says whether step finished (done or skipped) in an earlier run.
+func (j *Journal) Done(step string) bool { return j.j.isDone(step) }
+
+// Record appends the step's outcome.
+func (j *Journal) Record(step, status, detail string) { j.j.record(step, status, detail) }
+
+// Close closes the file.
+func (j *Journal) Close() { j.j.close() }
+
+// ReadJournal reads an apply's journal in dir: the key it was started with
+// and the steps that finished as done (not skipped, not failed). A missing
+// journal reads as empty.
+func ReadJournal(dir string) (key string, done map[string]bool, err error) {
+	done = map[string]bool{}
+	f, err := os.Open(filepath.Join(dir, api.JournalFile))
+	if os.IsNotExist(err) {
+		return "", done, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e entry
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue // a line cut by a crash
+		}
+		switch {
+		case e.Step == "plan" && e.Status == "started":
+			key = e.Detail
+		case e.Status == StatusDone:
+			done[e.Step] = true
+		}
+	}
+	return key, done, sc.Err()
+}
