@@ -87,6 +87,10 @@ type RestoreStep struct {
 	File string `json:"file,omitempty"`
 	// Replicas, for scale steps, is the count to scale back to.
 	Replicas *int64 `json:"replicas,omitempty"`
+	// Wave orders the steps of a tier: an object's owners restored in the
+	// same tier are in earlier waves; the steps of one wave run
+	// concurrently.
+	Wave int `json:"wave,omitempty"`
 }
 
 // RestoreNote is an object with a reason.

@@ -126,15 +126,16 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 	scaled := map[string]*int64{}
 	var detached []api.Step
 	for _, s := range src.Stage.Steps {
-		if !src.Done[s.ID] {
-			continue
-		}
-		switch s.Action {
-		case api.ActionDelete:
+		if s.Action == api.ActionDelete && src.gone(s.ID) {
 			deleted[s.Target.UID] = true
 			if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
 				deletedNS[s.Target.Name] = true
 			}
+		}
+		if !src.done(s.ID) {
+			continue
+		}
+		switch s.Action {
 		case api.ActionScale:
 			scaled[s.Target.UID] = s.Replicas
 		case api.ActionPatch:
@@ -144,7 +145,7 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 	}
 	for _, s := range src.Stage.Steps {
-		if !src.Done[s.ID] {
+		if !src.done(s.ID) {
 			continue
 		}
 		switch {
@@ -251,7 +252,7 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		if k.tier == api.TierWebhooks {
 			break
 		}
-		add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File})
+		add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File, Wave: k.depth})
 	}
 	for _, k := range late {
 		add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionOwn, Target: k.e.ObjectRef, File: k.e.File})
@@ -268,13 +269,13 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 	}
 	for _, s := range src.Stage.Steps {
-		if n := scaled[s.Target.UID]; s.Action == api.ActionScale && src.Done[s.ID] && n != nil {
+		if n := scaled[s.Target.UID]; s.Action == api.ActionScale && src.done(s.ID) && n != nil {
 			add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionScale, Target: s.Target, Replicas: n})
 		}
 	}
 	for _, k := range cands {
 		if k.tier == api.TierWebhooks {
-			add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File})
+			add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File, Wave: k.depth})
 		}
 	}
 	return st, nil

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ks-clean/ks-clean/api"
@@ -119,6 +121,33 @@ func TestApplyThenRestore(t *testing.T) {
 	}
 	t.Logf("apply: %d steps done; %d of %d footprint objects left (kept on purpose)", res.Done, len(present), len(st.Seeder.Seeded.Footprint))
 
+	// Someone made a ClusterRole of a deleted one's name since: a
+	// conflict, listed and left alone.
+	x, _, err := api.ReadBackup(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken *fixture.Ref
+	for _, e := range x.Objects {
+		if e.Kind == "ClusterRole" {
+			taken = &fixture.Ref{APIVersion: e.APIVersion, Kind: e.Kind, Name: e.Name}
+			break
+		}
+	}
+	if taken == nil {
+		t.Fatal("the backup holds no ClusterRole")
+	}
+	theirs, err := st.Seeder.Kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: taken.Name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(before, *taken)
+	for r := range before {
+		if r.Kind == taken.Kind && r.Name == taken.Name {
+			delete(before, r)
+		}
+	}
+
 	// A dry run stores nothing, and fails no step.
 	mark := st.CP.AuditMark()
 	dry := restorePlan(t, c, dir, restore.Options{DryRun: true})
@@ -141,8 +170,9 @@ func TestApplyThenRestore(t *testing.T) {
 	o := restore.DefaultOptions()
 	o.StopAfter = 40
 	r := &restore.Restore{Plan: rp, Clients: map[string]*kube.Clients{rp.Stages[0].Cluster.Context: c}, PlanPath: planPath, Options: o}
-	if _, err := r.Run(ctx); !errors.Is(err, api.ErrInterrupted) {
-		t.Fatalf("restore stopped after 40 writes: want ErrInterrupted, got %v", err)
+	first, err := r.Run(ctx)
+	if !errors.Is(err, api.ErrInterrupted) || first.Created < 40 {
+		t.Fatalf("restore stopped after 40 writes: want ErrInterrupted after at least 40, got %v after %d", err, first.Created)
 	}
 	r.StopAfter = 0
 	out, err := r.Run(ctx)
@@ -154,10 +184,16 @@ func TestApplyThenRestore(t *testing.T) {
 			t.Logf("%s %s: %s %s", s.ID, s.Target, s.Status, s.Detail)
 		}
 	}
-	t.Logf("restore: %d steps in the plan, %d created on resume, %d skipped, %d conflicts, kept %d, in %.1fs",
-		len(rp.Stages[0].Steps), out.Created, out.Skipped, out.Conflicts, len(rp.Stages[0].Kept), out.DurationSeconds)
-	if out.Created+40 < len(rp.Stages[0].Steps)-out.Skipped || out.Conflicts != 0 {
-		t.Errorf("restore: %d created on resume after 40, %d skipped, %d conflicts, of %d steps", out.Created, out.Skipped, out.Conflicts, len(rp.Stages[0].Steps))
+	t.Logf("restore: %d steps in the plan, %d created on resume (%d before the stop), %d skipped, %d conflicts, kept %d, in %.1fs",
+		len(rp.Stages[0].Steps), out.Created, first.Created, out.Skipped, out.Conflicts, len(rp.Stages[0].Kept), out.DurationSeconds)
+	if len(rp.Stages[0].Conflicts) != 1 || rp.Stages[0].Conflicts[0].Object.Name != taken.Name {
+		t.Errorf("restore plan's conflicts: %v, want ClusterRole %s", rp.Stages[0].Conflicts, taken.Name)
+	}
+	if now, err := st.Seeder.Kube.RbacV1().ClusterRoles().Get(ctx, taken.Name, metav1.GetOptions{}); err != nil || now.UID != theirs.UID || len(now.Rules) != 0 {
+		t.Errorf("the conflicting ClusterRole %s was not left alone: %v", taken.Name, err)
+	}
+	if n := first.Created + first.Skipped + out.Created + out.Skipped; n != len(rp.Stages[0].Steps) || out.Conflicts != 1 {
+		t.Errorf("restore: %d+%d steps done or skipped before the stop, %d+%d after it, of %d; %d conflicts", first.Created, first.Skipped, out.Created, out.Skipped, len(rp.Stages[0].Steps), out.Conflicts)
 	}
 
 	missing, err := st.Seeder.Missing(ctx, st.Seeder.Seeded.Protected)
@@ -194,10 +230,6 @@ func TestApplyThenRestore(t *testing.T) {
 	if err := os.CopyFS(edited, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
-	x, _, err := api.ReadBackup(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := filepath.Join(edited, x.Objects[0].File)
 	b, _ := os.ReadFile(f)
 	if err := os.WriteFile(f, []byte(strings.Replace(string(b), "{", "{\"x\":1,", 1)), 0o600); err != nil {
@@ -212,8 +244,8 @@ func TestApplyThenRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	jb, _ := os.ReadFile(filepath.Join(dir, api.JournalFile))
-	first, _, _ := strings.Cut(string(jb), "\n")
-	if err := os.WriteFile(filepath.Join(unstarted, api.JournalFile), []byte(first+"\n"), 0o600); err != nil {
+	line, _, _ := strings.Cut(string(jb), "\n")
+	if err := os.WriteFile(filepath.Join(unstarted, api.JournalFile), []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := restore.Load(unstarted); err == nil || !strings.Contains(err.Error(), "changed nothing") {

@@ -3,12 +3,13 @@ package restore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -184,70 +185,89 @@ func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, writes *in
 			s.scaledDown[step.Target.UID] = true
 		}
 	}
+	lost := func() error { return nil }
 	if !r.DryRun {
 		lock, err := uninstall.AcquireLock(ctx, c.Kube, r.LeaseDuration, r.LeaseCheck)
 		if err != nil {
 			return sr, err
 		}
 		defer lock.Release()
-		s.ctx = lock.Context()
+		s.ctx, lost = lock.Context(), lock.Lost
 		j, err := uninstall.OpenJournal(st.Dir, JournalFile, r.Plan.Digest)
 		if err != nil {
 			return sr, api.Refuse(api.FixBackup, "%s of %s is another restore plan's: move it away to start over (what an earlier restore created is then found present, not created twice)", JournalFile, st.Dir)
 		}
 		defer j.Close()
 		s.journal = j
-		defer func() {
-			if lock.Lost() != nil && sr != nil {
-				sr.Steps = append(sr.Steps, StepResult{ID: "lease", Status: StatusFailed, Detail: lock.Lost().Error()})
-			}
-		}()
 	}
 	var mu sync.Mutex
 	record := func(step *api.RestoreStep, status, detail string) {
 		mu.Lock()
 		defer mu.Unlock()
 		sr.Steps = append(sr.Steps, StepResult{ID: step.ID, Tier: step.Tier, Action: step.Action, Target: step.Target, Status: status, Detail: detail})
+		if status == StatusDone {
+			*writes++
+		}
 		if s.journal != nil && status != StatusFailed {
 			s.journal.Record(step.ID, status, detail)
 		}
 	}
+	stopped := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case lost() != nil:
+			return lost()
+		case ctx.Err() != nil, r.StopAfter > 0 && *writes >= r.StopAfter:
+			return api.ErrInterrupted
+		}
+		return nil
+	}
 	for _, tier := range api.Tiers {
-		var steps []*api.RestoreStep
+		waves := map[int][]*api.RestoreStep{}
+		last := -1
 		for i := range st.Steps {
-			if st.Steps[i].Tier == tier {
-				steps = append(steps, &st.Steps[i])
+			if step := &st.Steps[i]; step.Tier == tier {
+				waves[step.Wave] = append(waves[step.Wave], step)
+				last = max(last, step.Wave)
 			}
 		}
-		for _, step := range steps {
-			if ctx.Err() != nil {
-				return sr, api.ErrInterrupted
+		for w := 0; w <= last; w++ {
+			var g errgroup.Group
+			g.SetLimit(r.Concurrency)
+			for _, step := range waves[w] {
+				if err := stopped(); err != nil {
+					_ = g.Wait() // writes in flight finish and are journaled
+					return sr, err
+				}
+				if s.journal != nil && s.journal.Done(step.ID) {
+					continue
+				}
+				g.Go(func() error {
+					status, detail, err := s.do(step)
+					if err != nil {
+						status, detail = StatusFailed, err.Error()
+					}
+					record(step, status, detail)
+					return nil
+				})
 			}
-			if s.ctx.Err() != nil {
-				return sr, errors.Join(api.ErrLeaseLost, context.Cause(s.ctx))
-			}
-			if r.StopAfter > 0 && *writes >= r.StopAfter {
-				return sr, api.ErrInterrupted
-			}
-			if s.journal != nil && s.journal.Done(step.ID) {
-				continue
-			}
-			status, detail, err := s.do(step)
-			if err != nil {
-				record(step, StatusFailed, err.Error())
-				continue
-			}
-			if status == StatusDone {
-				*writes++
-			}
-			record(step, status, detail)
+			_ = g.Wait()
 		}
-		if tier == api.TierCRDs && len(steps) > 0 {
-			if err := s.establish(ctx, steps); err != nil {
+		if err := stopped(); err != nil {
+			return sr, err
+		}
+		if tier == api.TierCRDs && len(waves) > 0 {
+			var crds []*api.RestoreStep
+			for _, w := range waves {
+				crds = append(crds, w...)
+			}
+			if err := s.establish(ctx, crds); err != nil {
 				return sr, err
 			}
 		}
 	}
+	sort.Slice(sr.Steps, func(i, j int) bool { return sr.Steps[i].ID < sr.Steps[j].ID })
 	return sr, nil
 }
 

@@ -24,9 +24,19 @@ type Source struct {
 	Dir   string
 	Index *api.BackupIndex
 	Stage *api.Stage
-	// Done are the steps apply finished, by ID.
-	Done map[string]bool
+	// Finished says how each step apply finished ended (done, skipped),
+	// by ID.
+	Finished map[string]string
 }
+
+// done: apply made the step's change.
+func (s *Source) done(id string) bool { return s.Finished[id] == uninstall.StatusDone }
+
+// gone: the step's target may be gone because of apply: it deleted it, or
+// found it gone already (a run killed after its delete, before the
+// journal's line). Restore creates only what is missing, so one gone for
+// another reason is put back too, as the backup has it.
+func (s *Source) gone(id string) bool { return s.Finished[id] != "" }
 
 // Load reads the backup in dir: one stage's (dir holds index.json), or a
 // plan of several stages' (dir/NN-STAGE each). Stages come in the order to
@@ -64,12 +74,12 @@ func Load(dir string) ([]*Source, error) {
 		if key != x.Plan {
 			return nil, api.Refuse(api.FixBackup, "backup %s: its journal belongs to another plan than its backup (%s, not %s): use the directory as apply left it", d, key, x.Plan)
 		}
-		out = append(out, &Source{Dir: d, Index: x, Stage: st, Done: done})
+		out = append(out, &Source{Dir: d, Index: x, Stage: st, Finished: done})
 	}
 	changed := false
 	for _, s := range out {
 		for _, step := range s.Stage.Steps {
-			changed = changed || s.Done[step.ID] && writes(step.Action)
+			changed = changed || s.done(step.ID) && writes(step.Action)
 		}
 	}
 	if !changed {

@@ -62,13 +62,13 @@ func (j *Journal) Record(step, status, detail string) { j.j.record(step, status,
 func (j *Journal) Close() { j.j.close() }
 
 // ReadJournal reads an apply's journal in dir: the key it was started with
-// and the steps that finished as done (not skipped, not failed). A missing
+// and how each finished step ended (done, or skipped), by step. A missing
 // journal reads as empty.
-func ReadJournal(dir string) (key string, done map[string]bool, err error) {
-	done = map[string]bool{}
+func ReadJournal(dir string) (key string, finished map[string]string, err error) {
+	finished = map[string]string{}
 	f, err := os.Open(filepath.Join(dir, api.JournalFile))
 	if os.IsNotExist(err) {
-		return "", done, nil
+		return "", finished, nil
 	}
 	if err != nil {
 		return "", nil, err
@@ -84,9 +84,9 @@ func ReadJournal(dir string) (key string, done map[string]bool, err error) {
 		switch {
 		case e.Step == "plan" && e.Status == "started":
 			key = e.Detail
-		case e.Status == StatusDone:
-			done[e.Step] = true
+		case e.Status == StatusDone || e.Status == StatusSkipped:
+			finished[e.Step] = e.Status
 		}
 	}
-	return key, done, sc.Err()
+	return key, finished, sc.Err()
 }
