@@ -101,8 +101,16 @@ func (r *Restore) Run(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	res := &Result{APIVersion: api.APIVersion, Kind: KindResult, DryRun: r.DryRun, Plan: r.PlanPath, Stages: []StageResult{}}
 	defer func() { res.DurationSeconds = time.Since(start).Seconds() }()
+	d := DefaultOptions()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&r.EstablishTimeout, &d.EstablishTimeout}, {&r.LeaseDuration, &d.LeaseDuration}, {&r.LeaseCheck, &d.LeaseCheck},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
 	if r.Concurrency <= 0 {
-		r.Concurrency = DefaultOptions().Concurrency
+		r.Concurrency = d.Concurrency
 	}
 	for _, st := range r.Plan.Stages {
 		x, _, err := api.ReadBackup(st.Dir)
