@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,13 +113,8 @@ func skipped(r api.ObjectRef) bool {
 }
 
 func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*api.RestoreStage, error) {
-	ks, err := c.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("read kube-system of %s: %w", c.Config.Host, err)
-	}
-	if string(ks.UID) != src.Index.Cluster {
-		return nil, api.Refuse(api.FixCluster, "backup %s was taken on another cluster (kube-system %s, %s); this cluster's kube-system is %s: point --context at the cluster apply ran on",
-			src.Dir, src.Index.Cluster, src.Stage.Cluster.Server, ks.UID)
+	if err := sameCluster(ctx, c, src.Dir, src.Index); err != nil {
+		return nil, err
 	}
 	st := &api.RestoreStage{Name: src.Stage.Name, Cluster: src.Stage.Cluster, Dir: src.Dir, BackupDigest: src.Index.Digest,
 		Steps: []api.RestoreStep{}, Conflicts: []api.RestoreNote{}, Kept: []api.RestoreNote{}, Protected: src.Stage.Protected}
@@ -279,6 +275,23 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 	}
 	return st, nil
+}
+
+// sameCluster refuses a backup taken on another cluster than c's.
+func sameCluster(ctx context.Context, c *kube.Clients, dir string, x *api.BackupIndex) error {
+	var ks *corev1.Namespace
+	err := kube.Retry(ctx, func() (err error) {
+		ks, err = c.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read kube-system of %s: %w", c.Config.Host, err)
+	}
+	if string(ks.UID) != x.Cluster {
+		return api.Refuse(api.FixCluster, "backup %s was taken on another cluster (kube-system %s); this cluster (%s) has kube-system %s: point --context at the cluster apply ran on",
+			dir, x.Cluster, c.Config.Host, ks.UID)
+	}
+	return nil
 }
 
 // Where an object of the backup stands now.

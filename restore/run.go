@@ -124,12 +124,8 @@ func (r *Restore) Run(ctx context.Context) (*Result, error) {
 		if c == nil {
 			return res, fmt.Errorf("no connection for stage %s (context %q)", st.Name, st.Cluster.Context)
 		}
-		ks, err := c.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
-		if err != nil {
-			return res, fmt.Errorf("read kube-system of %s: %w", c.Config.Host, err)
-		}
-		if string(ks.UID) != x.Cluster {
-			return res, api.Refuse(api.FixCluster, "backup %s was taken on another cluster (kube-system %s); this cluster's kube-system is %s: point --context at the cluster apply ran on", st.Dir, x.Cluster, ks.UID)
+		if err := sameCluster(ctx, c, st.Dir, x); err != nil {
+			return res, err
 		}
 	}
 	v := &Verification{OK: true, Problems: []string{}}
