@@ -172,7 +172,7 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		if skipped(e.ObjectRef) || !(deleted[e.UID] || deletedNS[e.Namespace]) {
 			continue
 		}
-		u, err := src.object(e)
+		u, err := readObject(src.Dir, e.File)
 		if err != nil {
 			return nil, api.Refuse(api.FixBackup, "backup %s: %v", src.Dir, err)
 		}

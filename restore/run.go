@@ -315,7 +315,7 @@ func (s *stage) dryRun() []string {
 // not there is dropped: the garbage collector would delete the object at
 // once), 0 replicas for a workload scaled back later.
 func (s *stage) create(step *api.RestoreStep) (string, string, error) {
-	u, err := s.read(step)
+	u, err := readObject(s.st.Dir, step.File)
 	if err != nil {
 		return "", "", err
 	}
@@ -374,11 +374,6 @@ func (s *stage) create(step *api.RestoreStep) (string, string, error) {
 
 func isIPTaken(err error) bool {
 	return apierrors.IsInvalid(err) && strings.Contains(err.Error(), "already allocated")
-}
-
-func (s *stage) read(step *api.RestoreStep) (*unstructured.Unstructured, error) {
-	src := &Source{Dir: s.st.Dir}
-	return src.object(api.BackupEntry{ObjectRef: step.Target, File: step.File})
 }
 
 // remapOwners points the object's owner references at its owners as they
@@ -453,7 +448,7 @@ func (s *stage) rebind(created, backed *unstructured.Unstructured) error {
 // them, pointing at the owners as they exist now; on a restored object
 // (own), the owner references its owners were too late for.
 func (s *stage) reattach(step *api.RestoreStep, kept bool) (string, string, error) {
-	u, err := s.read(step)
+	u, err := readObject(s.st.Dir, step.File)
 	if err != nil {
 		return "", "", err
 	}

@@ -97,15 +97,16 @@ func writes(a api.Action) bool {
 	return true
 }
 
-// object reads a backed-up object.
-func (s *Source) object(e api.BackupEntry) (*unstructured.Unstructured, error) {
-	b, err := os.ReadFile(filepath.Join(s.Dir, e.File))
+// readObject reads the backed-up object in file (relative to the stage's
+// backup directory dir).
+func readObject(dir, file string) (*unstructured.Unstructured, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
 	if err != nil {
 		return nil, err
 	}
 	u := &unstructured.Unstructured{}
 	if err := json.Unmarshal(b, &u.Object); err != nil {
-		return nil, fmt.Errorf("backup file %s: %w", e.File, err)
+		return nil, fmt.Errorf("backup file %s: %w", file, err)
 	}
 	return u, nil
 }

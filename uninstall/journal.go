@@ -41,28 +41,12 @@ func openJournal(dir, digest string) (*journal, error) {
 
 func openJournalFile(path, digest string) (*journal, error) {
 	j := &journal{done: map[string]entry{}}
-	if b, err := os.Open(path); err == nil {
-		sc := bufio.NewScanner(b)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		first := true
-		for sc.Scan() {
-			var e entry
-			if json.Unmarshal(sc.Bytes(), &e) != nil {
-				continue // a line cut by a crash
-			}
-			if first {
-				first = false
-				if e.Step == "plan" && e.Detail != digest {
-					b.Close()
-					return nil, fmt.Errorf("journal %s belongs to another plan (%s): use another backup directory for this plan", path, e.Detail)
-				}
-				continue
-			}
-			if e.Status == StatusDone || e.Status == StatusSkipped {
-				j.done[e.Step] = e
-			}
+	// An unreadable journal is reported by the open below.
+	if head, finished, err := readJournalFile(path); err == nil {
+		if head != nil && head.Step == "plan" && head.Detail != digest {
+			return nil, fmt.Errorf("journal %s belongs to another plan (%s): use another backup directory for this plan", path, head.Detail)
 		}
-		b.Close()
+		j.done = finished
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -73,6 +57,36 @@ func openJournalFile(path, digest string) (*journal, error) {
 		j.write(entry{Step: "plan", Status: "started", Detail: digest, At: time.Now().UTC()})
 	}
 	return j, nil
+}
+
+// readJournalFile reads a journal: its first line (which names the run it
+// belongs to), and the steps that finished (done or skipped), by step. A
+// line cut by a crash is skipped; a missing file reads as empty.
+func readJournalFile(path string) (head *entry, finished map[string]entry, err error) {
+	finished = map[string]entry{}
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, finished, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e entry
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		switch {
+		case head == nil:
+			head = &e
+		case e.Status == StatusDone || e.Status == StatusSkipped:
+			finished[e.Step] = e
+		}
+	}
+	return head, finished, sc.Err()
 }
 
 func (j *journal) isDone(step string) bool {

@@ -1,10 +1,7 @@
 package uninstall
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -65,28 +62,16 @@ func (j *Journal) Close() { j.j.close() }
 // and how each finished step ended (done, or skipped), by step. A missing
 // journal reads as empty.
 func ReadJournal(dir string) (key string, finished map[string]string, err error) {
-	finished = map[string]string{}
-	f, err := os.Open(filepath.Join(dir, api.JournalFile))
-	if os.IsNotExist(err) {
-		return "", finished, nil
-	}
+	head, entries, err := readJournalFile(filepath.Join(dir, api.JournalFile))
 	if err != nil {
 		return "", nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var e entry
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue // a line cut by a crash
-		}
-		switch {
-		case e.Step == "plan" && e.Status == "started":
-			key = e.Detail
-		case e.Status == StatusDone || e.Status == StatusSkipped:
-			finished[e.Step] = e.Status
-		}
+	if head != nil && head.Step == "plan" {
+		key = head.Detail
 	}
-	return key, finished, sc.Err()
+	finished = make(map[string]string, len(entries))
+	for step, e := range entries {
+		finished[step] = e.Status
+	}
+	return key, finished, nil
 }

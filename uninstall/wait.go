@@ -208,12 +208,7 @@ type typeWatch struct {
 // failed, or after a few seconds: the types not ready by then are polled.
 func (x *executor) watch(ctx context.Context, pending []*api.Step) *watches {
 	w := &watches{nudge: make(chan struct{}, 1), types: map[schema.GroupVersionResource]*typeWatch{}}
-	count := map[schema.GroupVersionResource]int{}
-	for _, s := range pending {
-		if s.Action == api.ActionDelete {
-			count[x.targets[s.ID].gvr]++
-		}
-	}
+	count := x.deletesByType(pending)
 	nudge := func() {
 		select {
 		case w.nudge <- struct{}{}:
@@ -402,12 +397,7 @@ func (e *PhaseTimeoutError) Error() string {
 // listAtLeast delete targets pending, and returns the UIDs present per type.
 // A type whose list fails is left out: its targets are read one by one.
 func (x *executor) presentByList(ctx context.Context, pending []*api.Step) map[schema.GroupVersionResource]map[string]bool {
-	count := map[schema.GroupVersionResource]int{}
-	for _, s := range pending {
-		if s.Action == api.ActionDelete {
-			count[x.targets[s.ID].gvr]++
-		}
-	}
+	count := x.deletesByType(pending)
 	out := map[schema.GroupVersionResource]map[string]bool{}
 	for gvr, n := range count {
 		if n < listAtLeast {
@@ -427,4 +417,15 @@ func (x *executor) presentByList(ctx context.Context, pending []*api.Step) map[s
 		}
 	}
 	return out
+}
+
+// deletesByType counts the delete steps among steps, by their targets' type.
+func (x *executor) deletesByType(steps []*api.Step) map[schema.GroupVersionResource]int {
+	count := map[schema.GroupVersionResource]int{}
+	for _, s := range steps {
+		if s.Action == api.ActionDelete {
+			count[x.targets[s.ID].gvr]++
+		}
+	}
+	return count
 }
