@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -100,6 +102,9 @@ func TestApplyThenRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// KubeSphere's data on a volume: apply retains it and deletes the claim
+	// with kubesphere-system; restore must bind the new claim to it again.
+	volumeDir := fixture.StaticVolume(t, st.Seeder.Kube, fixture.KubeSphereNamespace, "data", "pv-restore")
 	before := map[fixture.Ref]map[string]any{}
 	for _, r := range st.Seeder.Seeded.Footprint {
 		u, err := st.Seeder.Get(ctx, r)
@@ -202,6 +207,23 @@ func TestApplyThenRestore(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Fatalf("%d user objects lost or replaced: %v", len(missing), missing)
+	}
+	// The restored claim is bound to its old volume, which keeps Retain
+	// and its data.
+	var claim *corev1.PersistentVolumeClaim
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		claim, err = st.Seeder.Kube.CoreV1().PersistentVolumeClaims(fixture.KubeSphereNamespace).Get(ctx, "data", metav1.GetOptions{})
+		return err == nil && claim.Status.Phase == corev1.ClaimBound, nil
+	})
+	if err != nil {
+		t.Fatalf("the restored claim data is not Bound within a minute (%v): %+v", err, claim)
+	}
+	pv, err := st.Seeder.Kube.CoreV1().PersistentVolumes().Get(ctx, "pv-restore", metav1.GetOptions{})
+	if err != nil || pv.Spec.ClaimRef == nil || pv.Spec.ClaimRef.UID != claim.UID || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		t.Fatalf("volume pv-restore after restore: %v %+v", err, pv)
+	}
+	if _, err := os.Stat(filepath.Join(volumeDir, "data")); err != nil {
+		t.Fatalf("the volume's data is gone: %v", err)
 	}
 	var notBack, changed []string
 	for r, want := range before {
