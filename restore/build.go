@@ -3,18 +3,13 @@ package restore
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -63,33 +58,6 @@ func Build(ctx context.Context, srcs []*Source, clients map[string]*kube.Clients
 		p.Stages = append(p.Stages, *st)
 	}
 	return p, p.Seal()
-}
-
-// Server-set fields, never sent on create nor compared.
-var serverSet = [][]string{
-	{"metadata", "uid"}, {"metadata", "resourceVersion"}, {"metadata", "creationTimestamp"},
-	{"metadata", "generation"}, {"metadata", "managedFields"}, {"metadata", "selfLink"},
-	{"metadata", "deletionTimestamp"}, {"metadata", "deletionGracePeriodSeconds"},
-	{"status"},
-}
-
-// mapper resolves kinds to resources; Reset after CRDs come back.
-func newMapper(c *kube.Clients) *restmapper.DeferredDiscoveryRESTMapper {
-	return restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Discovery))
-}
-
-// resource maps a backed-up object to its resource; ok is false when its
-// type is not served (its CRD is to be restored too).
-func resource(m meta.RESTMapper, r api.ObjectRef) (schema.GroupVersionResource, bool, bool) {
-	gv, err := schema.ParseGroupVersion(r.APIVersion)
-	if err != nil {
-		return schema.GroupVersionResource{}, false, false
-	}
-	rm, err := m.RESTMapping(gv.WithKind(r.Kind).GroupKind(), gv.Version)
-	if err != nil {
-		return schema.GroupVersionResource{}, false, false
-	}
-	return rm.Resource, rm.Scope.Name() == meta.RESTScopeNameNamespace, true
 }
 
 func tierOf(r api.ObjectRef) api.Tier {
@@ -159,7 +127,7 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 	}
 
-	m := newMapper(c)
+	m := kube.NewResolver(c)
 	type cand struct {
 		e     api.BackupEntry
 		tier  api.Tier
@@ -176,7 +144,7 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		if err != nil {
 			return nil, api.Refuse(api.FixBackup, "backup %s: %v", src.Dir, err)
 		}
-		state, err := compare(ctx, c, m, u)
+		state, err := compare(ctx, m, u)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", e.ObjectRef, err)
 		}
@@ -304,18 +272,13 @@ const (
 	differs              // there, and not as backed up: a conflict
 )
 
-func compare(ctx context.Context, c *kube.Clients, m meta.RESTMapper, u *unstructured.Unstructured) (state, error) {
-	ref := api.ObjectRef{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
-	gvr, namespaced, ok := resource(m, ref)
-	if !ok {
+func compare(ctx context.Context, m *kube.Resolver, u *unstructured.Unstructured) (state, error) {
+	ri, err := m.Client(u.GetAPIVersion(), u.GetKind(), u.GetNamespace())
+	if err != nil {
 		return missing, nil // its type is not served: its CRD comes back first
 	}
-	ri := c.Dynamic.Resource(gvr).Namespace("")
-	if namespaced {
-		ri = c.Dynamic.Resource(gvr).Namespace(u.GetNamespace())
-	}
 	var cur *unstructured.Unstructured
-	err := kube.Retry(ctx, func() (err error) {
+	err = kube.Retry(ctx, func() (err error) {
 		cur, err = ri.Get(ctx, u.GetName(), metav1.GetOptions{})
 		return err
 	})
@@ -332,27 +295,6 @@ func compare(ctx context.Context, c *kube.Clients, m meta.RESTMapper, u *unstruc
 	return differs, nil
 }
 
-// equal compares two objects without what the server sets and without the
-// owners' UIDs (a restored owner has a new one).
-func equal(a, b *unstructured.Unstructured) bool {
-	return reflect.DeepEqual(comparable(a), comparable(b))
-}
-
-func comparable(u *unstructured.Unstructured) map[string]any {
-	c := u.DeepCopy()
-	for _, f := range serverSet {
-		unstructured.RemoveNestedField(c.Object, f...)
-	}
-	refs := c.GetOwnerReferences()
-	for i := range refs {
-		refs[i].UID = ""
-	}
-	c.SetOwnerReferences(refs)
-	if len(c.GetAnnotations()) == 0 {
-		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
-	}
-	if len(c.GetLabels()) == 0 {
-		unstructured.RemoveNestedField(c.Object, "metadata", "labels")
-	}
-	return c.Object
-}
+// equal: the same content, but for what the server sets and the owners'
+// UIDs (a restored owner has a new one).
+var equal = kube.SameContent

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -173,7 +172,7 @@ type stage struct {
 	*Restore
 	st      *api.RestoreStage
 	c       *kube.Clients
-	mapper  *restmapper.DeferredDiscoveryRESTMapper
+	res     *kube.Resolver
 	journal *uninstall.Journal
 	ctx     context.Context // writes: cancelled with the Lease
 	// scaledDown: workloads created with 0 replicas, scaled back last.
@@ -183,7 +182,7 @@ type stage struct {
 func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, writes *int) (*StageResult, error) {
 	sr := &StageResult{Name: st.Name, Steps: []StepResult{}}
 	c := r.Clients[st.Cluster.Context]
-	s := &stage{Restore: r, st: st, c: c, mapper: newMapper(c), ctx: context.WithoutCancel(ctx), scaledDown: map[string]bool{}}
+	s := &stage{Restore: r, st: st, c: c, res: kube.NewResolver(c), ctx: context.WithoutCancel(ctx), scaledDown: map[string]bool{}}
 	for _, step := range st.Steps {
 		if step.Action == api.ActionScale {
 			s.scaledDown[step.Target.UID] = true
@@ -276,17 +275,10 @@ func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, writes *in
 }
 
 func (s *stage) ri(ref api.ObjectRef) (dynamic.ResourceInterface, error) {
-	gvr, namespaced, ok := resource(s.mapper, ref)
-	if !ok {
-		s.mapper.Reset()
-		if gvr, namespaced, ok = resource(s.mapper, ref); !ok {
-			return nil, fmt.Errorf("the server does not serve %s %s: its CustomResourceDefinition is missing", ref.APIVersion, ref.Kind)
-		}
+	if _, _, ok := s.res.Resource(ref.APIVersion, ref.Kind); !ok {
+		s.res.Reset()
 	}
-	if namespaced {
-		return s.c.Dynamic.Resource(gvr).Namespace(ref.Namespace), nil
-	}
-	return s.c.Dynamic.Resource(gvr), nil
+	return s.res.Client(ref.APIVersion, ref.Kind, ref.Namespace)
 }
 
 func (s *stage) do(step *api.RestoreStep) (status, detail string, err error) {
@@ -326,11 +318,8 @@ func (s *stage) create(step *api.RestoreStep) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	obj := u.DeepCopy()
-	for _, f := range serverSet {
-		unstructured.RemoveNestedField(obj.Object, f...)
-	}
-	dropped := s.remapOwners(obj)
+	obj := kube.Portable(u)
+	dropped := s.res.RemapOwners(s.ctx, obj)
 	if s.scaledDown[step.Target.UID] {
 		_ = unstructured.SetNestedField(obj.Object, int64(0), "spec", "replicas")
 	}
@@ -374,36 +363,6 @@ func (s *stage) create(step *api.RestoreStep) (string, string, error) {
 
 func isIPTaken(err error) bool {
 	return apierrors.IsInvalid(err) && strings.Contains(err.Error(), "already allocated")
-}
-
-// remapOwners points the object's owner references at its owners as they
-// exist now (a restored owner has a new UID) and drops those that are gone.
-func (s *stage) remapOwners(u *unstructured.Unstructured) (dropped []string) {
-	refs := u.GetOwnerReferences()
-	if len(refs) == 0 {
-		return nil
-	}
-	var keep []metav1.OwnerReference
-	for _, ref := range refs {
-		owner := api.ObjectRef{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name}
-		ri, err := s.ri(owner)
-		if err != nil {
-			dropped = append(dropped, ref.Kind+"/"+ref.Name)
-			continue
-		}
-		if gvr, namespaced, _ := resource(s.mapper, owner); namespaced {
-			ri = s.c.Dynamic.Resource(gvr).Namespace(u.GetNamespace())
-		}
-		cur, err := ri.Get(s.ctx, ref.Name, metav1.GetOptions{})
-		if err != nil {
-			dropped = append(dropped, ref.Kind+"/"+ref.Name)
-			continue
-		}
-		ref.UID = cur.GetUID()
-		keep = append(keep, ref)
-	}
-	u.SetOwnerReferences(keep)
-	return dropped
 }
 
 // rebind gives a retained volume to its restored claim: the volume's
@@ -470,7 +429,7 @@ func (s *stage) reattach(step *api.RestoreStep, kept bool) (string, string, erro
 		return StatusConflict, "re-created since the apply (another UID): left alone", nil
 	}
 	want := u.DeepCopy()
-	dropped := s.remapOwners(want)
+	dropped := s.res.RemapOwners(s.ctx, want)
 	refs := cur.GetOwnerReferences()
 	have := map[types.UID]bool{}
 	for _, r := range refs {
@@ -551,7 +510,7 @@ func (s *stage) establish(ctx context.Context, steps []*api.RestoreStep) error {
 			return fmt.Errorf("CustomResourceDefinition %s was not Established within %s: check it with kubectl, then run the same command again to resume", step.Target.Name, s.EstablishTimeout)
 		}
 	}
-	s.mapper.Reset()
+	s.res.Reset()
 	return nil
 }
 
@@ -561,7 +520,7 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // kept still has its UID.
 func (r *Restore) verify(ctx context.Context, st *api.RestoreStage, v *Verification) {
 	c := r.Clients[st.Cluster.Context]
-	s := &stage{Restore: r, st: st, c: c, mapper: newMapper(c), ctx: ctx}
+	s := &stage{Restore: r, st: st, c: c, res: kube.NewResolver(c), ctx: ctx}
 	for _, step := range st.Steps {
 		if step.Action != api.ActionCreate {
 			continue
