@@ -29,6 +29,7 @@ import (
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/footprint"
 	"github.com/ks-clean/ks-clean/scan/hazard"
+	"github.com/ks-clean/ks-clean/tenancy"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -44,8 +45,13 @@ type Options struct {
 	// KeepWorkspaceLabels leaves kubesphere.io/workspace on namespaces so
 	// the new install re-binds them.
 	KeepWorkspaceLabels bool
-	Wait                bool
-	Timeout             time.Duration
+	// KeepTenancy exports KubeSphere's users, workspaces, roles, role
+	// bindings and namespace → workspace map before the uninstall, and
+	// imports them once the new install is proven healthy (3.x→3.x,
+	// 4.x→4.x). KeepPasswords keeps the users' password hashes.
+	KeepTenancy, KeepPasswords bool
+	Wait                       bool
+	Timeout                    time.Duration
 	// DryRun stops after planning the uninstall and rendering the install.
 	DryRun bool
 	// WorkDir is where the uninstall plan is saved, and its backup beside
@@ -82,6 +88,11 @@ type Result struct {
 	Release    *ReleaseInfo      `json:"release,omitempty"`
 	Healthy    bool              `json:"healthy"`
 	Problems   []string          `json:"problems,omitempty"`
+	// TenancyFile is the tenancy export (--keep-tenancy), kept after the
+	// reinstall: 'ks-clean tenancy import' re-applies it.
+	TenancyFile string `json:"tenancyFile,omitempty"`
+	// Tenancy is what the import did (--keep-tenancy).
+	Tenancy *tenancy.ImportResult `json:"tenancy,omitempty"`
 	// Manifest is the rendered install (dry run only).
 	Manifest string `json:"manifest,omitempty"`
 	// DurationsSeconds times each phase that ran.
@@ -98,6 +109,9 @@ type ReleaseInfo struct {
 	Status       string `json:"status"`
 	Revision     int    `json:"revision"`
 }
+
+// ErrTenancyMismatch: --keep-tenancy across KubeSphere major versions.
+var ErrTenancyMismatch = errors.New("--keep-tenancy carries tenancy within one KubeSphere major version only")
 
 // ErrNotClean stops a reinstall before it installs anything.
 var ErrNotClean = errors.New("the cluster is not clean after the uninstall; nothing was installed")
@@ -170,6 +184,15 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	}
 	lap("chart", start)
 
+	var kept *api.Tenancy
+	if r.KeepTenancy {
+		start = time.Now()
+		if kept, err = r.exportTenancy(ctx, ch, res); err != nil {
+			return res, err
+		}
+		lap("tenancy-export", start)
+	}
+
 	start = time.Now()
 	uninstallRun, err := r.plan(ctx, res)
 	if err != nil {
@@ -233,7 +256,47 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	if !res.Healthy {
 		return res, fmt.Errorf("the new install is not healthy: %s", strings.Join(res.Problems, "; "))
 	}
+	if kept != nil {
+		// Only now: on 3.x the re-bound namespaces become owned by their
+		// Workspaces again, safe only once health proved one cluster
+		// record per cluster.
+		start = time.Now()
+		im := &tenancy.Import{Clients: r.Clients, Tenancy: kept}
+		res.Tenancy, err = im.Run(ctx)
+		lap("tenancy-import", start)
+		if err != nil {
+			return res, fmt.Errorf("tenancy import: %w (the new install is healthy; the export is kept in %s: 'ks-clean tenancy import %s' re-applies it once fixed)", err, res.TenancyFile, res.TenancyFile)
+		}
+	}
 	return res, nil
+}
+
+// exportTenancy saves the tenancy beside the plan, after checking the chart
+// installs the same KubeSphere major version.
+func (r *Reinstall) exportTenancy(ctx context.Context, ch *chart.Chart, res *Result) (*api.Tenancy, error) {
+	ex := &tenancy.Export{Clients: r.Clients, Options: tenancy.ExportOptions{KeepPasswords: r.KeepPasswords}}
+	t, err := ex.Run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--keep-tenancy: %w", err)
+	}
+	if app := ch.Metadata.AppVersion; chartMajor(app) != "" && chartMajor(app) != t.KubeSphere {
+		return nil, fmt.Errorf("%w: this cluster has KubeSphere %s.x tenancy and the chart installs %s; nothing was changed. Reinstall without --keep-tenancy, then carry the tenancy over by hand: docs/runbook-keep-tenancy.md", ErrTenancyMismatch, t.KubeSphere, app)
+	}
+	res.TenancyFile = strings.TrimSuffix(r.planPath, ".json") + "-tenancy.yaml"
+	if err := api.WriteTenancy(res.TenancyFile, t); err != nil {
+		return nil, fmt.Errorf("save the tenancy export: %w", err)
+	}
+	return t, nil
+}
+
+// chartMajor is the major version of a KubeSphere appVersion ("v4.1.3" is
+// "4"), or "" when it is not one.
+func chartMajor(appVersion string) string {
+	v := strings.TrimPrefix(appVersion, "v")
+	if i := strings.IndexByte(v, '.'); i > 0 {
+		return v[:i]
+	}
+	return ""
 }
 
 // plan scans and plans the uninstall (of the host alone, or of the host and

@@ -38,6 +38,15 @@ host in one multi-cluster plan (unjoined on the host first, see 'ks-clean plan
 members again from the new KubeSphere.
 
 --dry-run stops after planning the uninstall and rendering the install.
+--keep-tenancy exports KubeSphere's users (without password hashes unless
+--keep-passwords), workspaces, roles, role bindings and which namespace is in
+which workspace before the uninstall (to a file beside the plan), and imports
+them after step 4, once the new install is proven healthy with one cluster
+record per cluster ('ks-clean tenancy --help'). It carries 3.x to 3.x and 4.x
+to 4.x; a chart of another major version is refused before anything changes.
+On 3.x the namespaces put back in their workspaces become owned by their
+Workspaces again, the normal state of a healthy 3.x install.
+
 --keep-workspace-labels keeps kubesphere.io/workspace on namespaces so the new
 install re-binds them to their workspaces (on 3.x that re-creates the
 ownerReference from each namespace to its Workspace: the hazard this tool
@@ -50,6 +59,9 @@ Examples:
    # do it, asking for the context name first
    ks-clean reinstall --chart ./ks-core-1.1.3.tgz -f values.yaml --wait
 
+   # keep users, workspaces and role bindings (3.x to 3.x, 4.x to 4.x)
+   ks-clean reinstall --chart ./ks-core-1.1.3.tgz --keep-tenancy
+
    # unattended, a host and its member, result as JSON
    ks-clean reinstall --chart ./ks-core --context host --member-context member1 --confirm -o json`,
 		Flags: []cli.Flag{
@@ -60,6 +72,8 @@ Examples:
 			&cli.StringFlag{Name: "release", Value: o.Release, Destination: &o.Release, Usage: "release name"},
 			&cli.StringSliceFlag{Name: "values", Aliases: []string{"f"}, Destination: &values, Usage: "values file (repeatable)"},
 			&cli.StringSliceFlag{Name: "set", Destination: &set, Usage: "value key=v (repeatable)"},
+			&cli.BoolFlag{Name: "keep-tenancy", Destination: &o.KeepTenancy, Usage: "carry users, workspaces, roles and role bindings over the reinstall (see above)"},
+			&cli.BoolFlag{Name: "keep-passwords", Destination: &o.KeepPasswords, Usage: "with --keep-tenancy: keep users' password hashes"},
 			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.KeepWorkspaceLabels, Usage: "keep kubesphere.io/workspace on namespaces (see above)"},
 			&cli.BoolFlag{Name: "wait", Destination: &o.Wait, Usage: "wait for the release's resources to be ready"},
 			&cli.DurationFlag{Name: "timeout", Value: o.Timeout, Destination: &o.Timeout, Usage: "Helm install timeout"},
@@ -107,7 +121,7 @@ Examples:
 			if runErr != nil && res.Uninstall == nil {
 				// Nothing was changed: the error alone says what stopped it,
 				// with no half-printed plan or install before it.
-				return explain(runErr, host.Server)
+				return tenancyError(explain(runErr, host.Server))
 			}
 			if err := emit(c, output, res, func(w io.Writer) { render.Reinstall(w, res, r.DryRun) }); err != nil {
 				return err

@@ -203,7 +203,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 }
 
 func commands() []*cli.Command {
-	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), restoreCommand(), reinstallCommand(), completionCommand()}
+	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), restoreCommand(), reinstallCommand(), tenancyCommand(), completionCommand()}
 }
 
 // outputFlag is -o/--output, bound to dst.

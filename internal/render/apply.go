@@ -91,6 +91,9 @@ func Reinstall(w io.Writer, res *reinstall.Result, dryRun bool) {
 	if res.PlanPath != "" {
 		fmt.Fprintf(w, "Uninstall plan: %s (%d steps)\n", res.PlanPath, res.Steps)
 	}
+	if res.TenancyFile != "" {
+		fmt.Fprintf(w, "Tenancy export: %s\n", res.TenancyFile)
+	}
 	if dryRun {
 		if res.Manifest != "" {
 			fmt.Fprintf(w, "Dry run: nothing changed. The install would create:\n%s\n", res.Manifest)
@@ -115,5 +118,8 @@ func Reinstall(w io.Writer, res *reinstall.Result, dryRun bool) {
 	}
 	if res.Healthy {
 		fmt.Fprintln(w, "Healthy: release deployed, no critical finding, one record per cluster.")
+	}
+	if res.Tenancy != nil {
+		TenancyImport(w, res.Tenancy)
 	}
 }

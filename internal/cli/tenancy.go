@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/exitcode"
+	"github.com/ks-clean/ks-clean/internal/render"
+	"github.com/ks-clean/ks-clean/reinstall"
+	"github.com/ks-clean/ks-clean/tenancy"
+)
+
+func tenancyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "tenancy",
+		Usage: "export or import KubeSphere's users, workspaces, roles and role bindings",
+		Description: `What an uninstall removes and an install does not bring back: KubeSphere's
+users, workspaces (templates), global, workspace and namespace roles and role
+bindings, groups, and which namespace is in which workspace. 'reinstall
+--keep-tenancy' exports and imports them around the reinstall; these two
+commands do each half by hand, with a file you can read and edit between.
+
+Examples:
+   # before an uninstall: save the tenancy (users without password hashes)
+   ks-clean tenancy export --out tenancy.yaml
+
+   # after the new install is healthy: see what would be created, then do it
+   ks-clean tenancy import tenancy.yaml --dry-run
+   ks-clean tenancy import tenancy.yaml --yes`,
+		Subcommands: []*cli.Command{tenancyExportCommand(), tenancyImportCommand()},
+	}
+}
+
+func tenancyExportCommand() *cli.Command {
+	var o tenancy.ExportOptions
+	var out, output string
+	return &cli.Command{
+		Name:  "export",
+		Usage: "write the cluster's KubeSphere tenancy to a file (read-only)",
+		Description: `Writes users, workspaces, roles, role bindings, groups and the namespace →
+workspace map as YAML (JSON when --out ends in .json or with -o json), mode
+0600. Objects carry no server-set fields, status or finalizers; users carry
+no password hash unless --keep-passwords (then the file is as secret as the
+cluster's users). What a Helm chart installed is left out: the chart brings
+it back.
+
+Examples:
+   ks-clean tenancy export --out tenancy.yaml
+   ks-clean tenancy export --keep-passwords --out tenancy.yaml
+   ks-clean tenancy export -o json | jq '.namespaces'`,
+		Flags: []cli.Flag{
+			outputFlag(&output),
+			&cli.StringFlag{Name: "out", Destination: &out, Usage: "file to write (default: standard output)"},
+			&cli.BoolFlag{Name: "keep-passwords", Destination: &o.KeepPasswords, Usage: "keep users' password hashes"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if c.NArg() > 0 {
+				return exitcode.New(exitcode.Usage, fmt.Errorf("tenancy export takes no arguments, got %q: use --out FILE", c.Args().First()))
+			}
+			host, err := connect(c, readGlobals(c).context, "--context", nil)
+			if err != nil {
+				return err
+			}
+			t, err := (&tenancy.Export{Clients: host.Clients, Options: o}).Run(c.Context)
+			if err != nil {
+				return tenancyError(explain(err, host.Server))
+			}
+			if out != "" {
+				if err := api.WriteTenancy(out, t); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "%s\nWritten to %s.\n", render.TenancySummary(t), out)
+				return nil
+			}
+			b, err := api.MarshalTenancy(t, output == "json")
+			if err != nil {
+				return err
+			}
+			_, err = c.App.Writer.Write(b)
+			return err
+		},
+	}
+}
+
+func tenancyImportCommand() *cli.Command {
+	var o tenancy.ImportOptions
+	var output string
+	var confirmed bool
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "create a tenancy file's missing objects and put namespaces back in their workspaces",
+		ArgsUsage: "FILE",
+		Description: `Creates what the file holds and the cluster lacks, in order (roles, users and
+groups, workspaces, then bindings), owner references pointing at the owners
+as they are now, and labels each namespace of the map that is in no
+workspace with kubesphere.io/workspace. It never changes what exists: an
+object that is there and differs is a conflict, and a namespace in another
+workspace stays there; both are listed.
+
+Before any write it refuses (exit 2, nothing changed):
+  - a file that is not a tenancy export, or holds anything but KubeSphere's
+    tenancy kinds;
+  - a cluster that does not serve the file's versions (KubeSphere not
+    installed, or another major version: see docs/runbook-keep-tenancy.md);
+  - a cluster with a critical hazard, such as two cluster records for one API
+    server: on KubeSphere 3.x the namespaces put back in their workspaces
+    become owned by Workspaces again, which such a cluster deletes and
+    re-creates.
+Importing again is safe: what is there is skipped.
+
+Examples:
+   ks-clean tenancy import tenancy.yaml --dry-run
+   ks-clean tenancy import tenancy.yaml            # asks for the context name
+   ks-clean tenancy import tenancy.yaml --yes -o json`,
+		Flags: []cli.Flag{
+			outputFlag(&output),
+			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask: import"},
+			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "send every write with dryRun=All: nothing is stored (--dry-run=server is the same)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if c.NArg() != 1 {
+				return exitcode.New(exitcode.Usage, errors.New("tenancy import takes one argument, the file 'ks-clean tenancy export' wrote: ks-clean tenancy import FILE"))
+			}
+			t, err := api.ReadTenancy(c.Args().First())
+			if errors.Is(err, os.ErrNotExist) {
+				return exitcode.New(exitcode.Usage, fmt.Errorf("%w: give the file 'ks-clean tenancy export' (or 'reinstall --keep-tenancy') wrote", err))
+			}
+			if err != nil {
+				return tenancyError(err)
+			}
+			host, err := connect(c, readGlobals(c).context, "--context", nil)
+			if err != nil {
+				return err
+			}
+			if !confirmed && !o.DryRun {
+				if err := confirm(c, "Import: "+render.TenancySummary(t), host.Context, host.Server); err != nil {
+					return err
+				}
+			}
+			res, runErr := (&tenancy.Import{Clients: host.Clients, Tenancy: t, Options: o}).Run(c.Context)
+			if runErr != nil && len(res.Objects) == 0 {
+				return tenancyError(explain(runErr, host.Server))
+			}
+			if err := emit(c, output, res, func(w io.Writer) { render.TenancyImport(w, res) }); err != nil {
+				return err
+			}
+			return explain(runErr, host.Server)
+		},
+	}
+}
+
+// tenancyError: the tenancy refusals changed nothing (exit 2).
+func tenancyError(err error) error {
+	for _, refusal := range []error{api.ErrTenancyFile, tenancy.ErrUnserved, tenancy.ErrUnsafe, tenancy.ErrNoTenancy, reinstall.ErrTenancyMismatch} {
+		if errors.Is(err, refusal) {
+			return exitcode.New(exitcode.Usage, err)
+		}
+	}
+	return err
+}
