@@ -15,6 +15,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 )
@@ -107,6 +108,14 @@ func TestBadInputTable(t *testing.T) {
 		{"restore: not a backup", []string{"--kubeconfig", kc, "restore", dir, "--confirm"}, nil, "holds no backup of an apply"},
 		{"restore: no such directory", []string{"--kubeconfig", kc, "restore", filepath.Join(dir, "nope.apply"), "--confirm"}, nil, "nope.apply"},
 		{"restore: no argument", []string{"--kubeconfig", kc, "restore", "--confirm"}, nil, "restore takes one argument"},
+		{"tenancy import: not a tenancy file", []string{"--kubeconfig", kc, "tenancy", "import", write("plan.yaml", "apiVersion: ks-clean/v1alpha2\nkind: Plan\n"), "--confirm"}, nil, "write one with 'ks-clean tenancy export'"},
+		{"tenancy import: a Secret in the file", []string{"--kubeconfig", kc, "tenancy", "import", write("secret.yaml", "apiVersion: ks-clean/v1alpha2\nkind: Tenancy\nobjects:\n- {apiVersion: v1, kind: Secret, metadata: {name: s, namespace: prod-ws1-1}}\n"), "--confirm"}, nil, "not one of KubeSphere's tenancy kinds"},
+		{"tenancy import: into a cluster with an alias", []string{"--kubeconfig", kc, "tenancy", "import", filepath.Join(dir, "tenancy.yaml"), "--confirm"}, func() {
+			if _, errOut, code := runCLI(t, "--kubeconfig", kc, "tenancy", "export", "--out", filepath.Join(dir, "tenancy.yaml")); code != 0 {
+				t.Fatalf("tenancy export: %s", errOut)
+			}
+		}, hazard.ClusterAlias},
+		{"tenancy import: no argument", []string{"--kubeconfig", kc, "tenancy", "import", "--confirm"}, nil, "tenancy import takes one argument"},
 		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
 	}
 	for _, c := range cases {

@@ -39,6 +39,7 @@ func TestJSONContract(t *testing.T) {
 	t.Run("terminal", func(t *testing.T) { terminalStyles(t, kc) })
 
 	planFile := filepath.Join(dir, "plan.json")
+	tenancyFile := filepath.Join(dir, "tenancy.json")
 	docs := map[string][]byte{} // by the file name the docs use
 	for _, c := range []struct {
 		file, kind string
@@ -48,11 +49,14 @@ func TestJSONContract(t *testing.T) {
 		{"version.json", "Version", 0, []string{"version"}},
 		{"scan.json", "ScanReport", 3, []string{"scan"}},
 		{"plan-stdout.json", "Plan", 0, []string{"plan", "--out", planFile}},
+		{"tenancy.json", "Tenancy", 0, []string{"tenancy", "export", "--keep-passwords"}},
 		{"dry-run.json", "ApplyResult", 0, []string{"apply", planFile, "--dry-run"}},
 		{"result.json", "ApplyResult", 0, []string{"apply", planFile, "--yes", "--finalizer-timeout", "20s"}},
 		{"restore-dry-run.json", "RestoreResult", 0, []string{"restore", planFile + ".apply", "--dry-run"}},
 		// On the cluster the apply just cleaned: uninstalls nothing, installs.
 		{"reinstall.json", "ReinstallResult", 0, []string{"reinstall", "--chart", chart, "--yes", "--work-dir", filepath.Join(dir, "work")}},
+		// The new install serves the tenancy types, and has no alias.
+		{"tenancy-import.json", "TenancyImportResult", 0, []string{"tenancy", "import", tenancyFile, "--dry-run"}},
 	} {
 		t.Run(c.kind+" "+c.args[0], func(t *testing.T) {
 			out, errOut, code := runCLI(t, append([]string{"--kubeconfig", kc}, append(c.args, "-o", "json")...)...)
@@ -69,6 +73,11 @@ func TestJSONContract(t *testing.T) {
 				t.Errorf("%v -o json: JSON on stderr: %.300q", c.args, errOut)
 			}
 			docs[c.file] = doc
+			if c.file == "tenancy.json" {
+				if err := os.WriteFile(tenancyFile, doc, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if c.args[0] == "apply" || c.args[0] == "reinstall" {
 				return // not repeatable as they are; the schema covers YAML too
 			}

@@ -152,8 +152,16 @@ func withGlobals(cmds []*cli.Command) []*cli.Command {
 			cmd.OnUsageError = usageError
 		}
 		before := cmd.Before
+		if len(cmd.Subcommands) > 0 {
+			cmd.Subcommands = withGlobals(cmd.Subcommands)
+		}
 		cmd.Before = func(c *cli.Context) error {
-			if c.Command.ArgsUsage == "" && c.Args().Present() {
+			if len(c.Command.Subcommands) > 0 {
+				// A command group: its argument is a subcommand.
+				if first := c.Args().First(); first != "" && c.Command.Command(first) == nil {
+					return exitcode.New(exitcode.Usage, fmt.Errorf("%s has no subcommand %q: run '%s --help'", c.Command.HelpName, first, c.Command.HelpName))
+				}
+			} else if c.Command.ArgsUsage == "" && c.Args().Present() {
 				return exitcode.New(exitcode.Usage, fmt.Errorf("%s takes no arguments, got %q: run '%s --help'", c.Command.HelpName, c.Args().First(), c.Command.HelpName))
 			}
 			if err := shareGlobals(c); err != nil {
@@ -368,6 +376,11 @@ func flagsFirst(a *cli.App, args []string) []string {
 				i++ // the global flag's value
 			}
 			continue
+		}
+		// A command group (tenancy export|import): its subcommand's flags.
+		for i+1 < len(args) && cmd.Command(args[i+1]) != nil {
+			i++
+			cmd = cmd.Command(args[i])
 		}
 		cmdValue := takesValue(cmd.Flags)
 		var flags, pos []string

@@ -13,11 +13,13 @@ import (
 
 	invopop "github.com/invopop/jsonschema"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/restore"
 	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/tenancy"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -52,6 +54,8 @@ var schemaDocuments = []schemaDocument{
 	{reinstall.KindResult, reinstall.Result{}, "`ks-clean reinstall -o json`"},
 	{api.KindRestorePlan, api.RestorePlan{}, "`ks-clean restore` (the plan it saves as BACKUP/restore-plan.json)"},
 	{restore.KindResult, restore.Result{}, "`ks-clean restore -o json`"},
+	{api.KindTenancy, api.Tenancy{}, "`ks-clean tenancy export` (and `reinstall --keep-tenancy`, beside its plan); `ks-clean tenancy import` reads it"},
+	{tenancy.KindImportResult, tenancy.ImportResult{}, "`ks-clean tenancy import -o json`"},
 }
 
 // schemaFile is the file name of a kind's schema: ScanReport is
@@ -73,11 +77,12 @@ func schemaFile(kind string) string {
 // schemaTypeNames are the definition names of types whose Go name would
 // be ambiguous or says nothing outside Go (two packages have a Result).
 var schemaTypeNames = map[reflect.Type]string{
-	reflect.TypeOf(versionInfo{}):      "Version",
-	reflect.TypeOf(scan.ReportJSON{}):  scan.KindReport,
-	reflect.TypeOf(uninstall.Result{}): uninstall.KindResult,
-	reflect.TypeOf(reinstall.Result{}): reinstall.KindResult,
-	reflect.TypeOf(restore.Result{}):   restore.KindResult,
+	reflect.TypeOf(versionInfo{}):          "Version",
+	reflect.TypeOf(scan.ReportJSON{}):      scan.KindReport,
+	reflect.TypeOf(uninstall.Result{}):     uninstall.KindResult,
+	reflect.TypeOf(reinstall.Result{}):     reinstall.KindResult,
+	reflect.TypeOf(restore.Result{}):       restore.KindResult,
+	reflect.TypeOf(tenancy.ImportResult{}): tenancy.KindImportResult,
 }
 
 // goCommentDirs are the packages whose doc comments become descriptions,
@@ -88,6 +93,7 @@ var goCommentDirs = map[string]string{
 	"github.com/ks-clean/ks-clean/uninstall": "../../uninstall",
 	"github.com/ks-clean/ks-clean/reinstall": "../../reinstall",
 	"github.com/ks-clean/ks-clean/restore":   "../../restore",
+	"github.com/ks-clean/ks-clean/tenancy":   "../../tenancy",
 }
 
 // goComments maps "importpath.Type" and "importpath.Type.Field" to the
@@ -141,6 +147,11 @@ func generateSchema(d schemaDocument, comments map[string]string) ([]byte, error
 					enum[i] = string(p)
 				}
 				return &invopop.Schema{Type: "string", Enum: enum}
+			}
+			if t == reflect.TypeOf(unstructured.Unstructured{}) {
+				// A Kubernetes object, marshalled as itself.
+				return &invopop.Schema{Type: "object", Required: []string{"apiVersion", "kind", "metadata"},
+					Description: "A Kubernetes object (apiVersion, kind, metadata, and its own fields)."}
 			}
 			return nil
 		},
