@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/ks-clean/ks-clean/internal/cli.version=$(VERSION) -X github.com/ks-clean/ks-clean/internal/cli.commit=$(COMMIT)
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build install vet cross testbin test test-long bench demo clean
+.PHONY: all build install vet cross testbin test test-compat test-long bench demo clean
 
 all: build
 
@@ -37,6 +37,13 @@ testbin:
 # running before it.
 test: testbin vet cross
 	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./uninstall/ ./...
+
+# The core scenarios on every Kubernetes version of the matrix
+# (KS_COMPAT_VERSIONS, KS_COMPAT_SCENARIOS): builds each version's control
+# plane once (about 10 minutes cold each, cached after), then prints the
+# table version × scenario (also bin/compat-report.md; docs/compatibility.md).
+test-compat:
+	$(GO) run ./test/cmd/ks-compat
 
 # The fault-injection property over 100 seeds (about an hour).
 test-long: testbin

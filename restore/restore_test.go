@@ -21,6 +21,7 @@ import (
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/restore"
 	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 	"github.com/ks-clean/ks-clean/uninstall"
@@ -244,6 +245,45 @@ func TestApplyThenRestore(t *testing.T) {
 	}
 	if len(changed) > 0 {
 		t.Errorf("%d footprint objects back but not as they were: %s", len(changed), strings.Join(changed, ", "))
+	}
+
+	// --reattach, on a copy of the backup (the first restore's journal
+	// stays with its plan): the users' namespaces are owned by their
+	// Workspaces again, as a 3.x install has them, and scan names the hazard.
+	ns := fixture.UserNamespace("ws1", 0)
+	if n, _ := st.Seeder.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); n == nil || len(n.OwnerReferences) > 0 {
+		t.Fatalf("namespace %s after restore without --reattach: %+v, want no owner references", ns, n)
+	}
+	reattach := filepath.Join(work, "reattach")
+	if err := os.CopyFS(reattach, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(filepath.Join(reattach, restore.JournalFile))
+	ro := restore.DefaultOptions()
+	ro.Reattach = true
+	rp2 := restorePlan(t, c, reattach, ro)
+	reattached, err := (&restore.Restore{Plan: rp2, Clients: map[string]*kube.Clients{rp2.Stages[0].Cluster.Context: c}, PlanPath: filepath.Join(reattach, restore.PlanFile), Options: ro}).Run(ctx)
+	if err != nil || reattached.Created == 0 {
+		t.Fatalf("restore --reattach: %v (%+v)", err, reattached)
+	}
+	ws1, err := st.Seeder.Dyn.Resource(fixture.WorkspaceV1alpha1).Get(ctx, "ws1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := st.Seeder.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil || len(n.OwnerReferences) != 1 || n.OwnerReferences[0].UID != ws1.GetUID() || n.Labels["kubesphere.io/workspace"] != "ws1" {
+		t.Fatalf("namespace %s after restore --reattach: %v %+v, want owned by Workspace ws1 (%s) and labelled", ns, err, n, ws1.GetUID())
+	}
+	rep, err := scan.Cluster(ctx, scan.Target{Clients: c}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := false
+	for _, f := range rep.Findings {
+		named = named || f.ID == hazard.NamespaceOwned
+	}
+	if !named {
+		t.Errorf("after restore --reattach, scan does not name %s", hazard.NamespaceOwned)
 	}
 
 	// Edited and foreign backups: refused, nothing written.
