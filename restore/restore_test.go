@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -337,5 +338,99 @@ func TestApplyThenRestore(t *testing.T) {
 	}
 	if missing, _ := st.Seeder.Missing(ctx, st.Seeder.Seeded.Protected); len(missing) > 0 {
 		t.Fatalf("%d user objects lost by the second apply: %v", len(missing), missing)
+	}
+}
+
+// A host and its member torn down in one plan (unjoin, member, host), then
+// restored from that plan's backup, every stage in the reverse order: each
+// cluster's footprint is back as it was, and the users' objects kept their
+// UIDs on both clusters, with both garbage collectors on.
+func TestRestoreHostAndMember(t *testing.T) {
+	ctx := context.Background()
+	h, m := fixture.StartHostMember(t)
+	clients := map[string]*kube.Clients{}
+	var targets []scan.Target
+	before := map[string]map[fixture.Ref]map[string]any{}
+	for name, side := range map[string]fixture.Started{"host": h, "member1": m} {
+		if err := side.CP.StartControllerManager(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := kube.New(side.CP.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[name] = c
+		targets = append(targets, scan.Target{Context: name, Clients: c})
+		before[name] = map[fixture.Ref]map[string]any{}
+		for _, r := range side.Seeded.Footprint {
+			u, err := side.Get(ctx, r)
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, r, err)
+			}
+			before[name][r] = comparable(u)
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Context < targets[j].Context }) // host first
+	rep, err := scan.Run(ctx, targets, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	dir := filepath.Join(work, "plan.json.apply")
+	o := uninstall.DefaultOptions()
+	o.FinalizerTimeout, o.PhaseTimeout, o.BackupDir = 20*time.Second, 2*time.Minute, dir
+	res, err := (&uninstall.Apply{Clients: clients, Plan: p, PlanPath: filepath.Join(work, "plan.json"), Options: o}).Run(ctx)
+	if err != nil || !res.Verification.OK {
+		t.Fatalf("apply of %d stages: %v %+v", len(p.Stages), err, res.Verification)
+	}
+
+	srcs, err := restore.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := restore.Build(ctx, srcs, clients, dir, restore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied, restored []string
+	for i := range p.Stages {
+		applied = append(applied, p.Stages[len(p.Stages)-1-i].Name)
+	}
+	for _, st := range rp.Stages {
+		restored = append(restored, st.Name)
+	}
+	if len(p.Stages) < 3 || strings.Join(restored, " ") != strings.Join(applied, " ") {
+		t.Fatalf("restore stages %v, want the apply's %d stages in reverse: %v", restored, len(p.Stages), applied)
+	}
+	out, err := (&restore.Restore{Plan: rp, Clients: clients, PlanPath: filepath.Join(dir, restore.PlanFile), Options: restore.DefaultOptions()}).Run(ctx)
+	if err != nil || out.Failed > 0 {
+		t.Fatalf("restore: %v (%+v)", err, out)
+	}
+	t.Logf("restore of %d stages: %d created, %d skipped, %d conflicts in %.1fs", len(rp.Stages), out.Created, out.Skipped, out.Conflicts, out.DurationSeconds)
+	for name, side := range map[string]fixture.Started{"host": h, "member1": m} {
+		if missing, _ := side.Missing(ctx, side.Seeded.Protected); len(missing) > 0 {
+			t.Errorf("%s: user objects lost or replaced: %v", name, missing)
+		}
+		var notBack, changed []string
+		for r, want := range before[name] {
+			r.UID = ""
+			u, err := side.Get(ctx, r)
+			if err != nil {
+				notBack = append(notBack, r.String())
+				continue
+			}
+			if got := comparable(u); !reflect.DeepEqual(got, want) {
+				changed = append(changed, r.String())
+				t.Logf("%s %s before: %v", name, r, want)
+				t.Logf("%s %s after:  %v", name, r, got)
+			}
+		}
+		if len(notBack)+len(changed) > 0 {
+			t.Errorf("%s: %d footprint objects not back (%s), %d back but changed (%s)", name, len(notBack), strings.Join(notBack, ", "), len(changed), strings.Join(changed, ", "))
+		}
 	}
 }
