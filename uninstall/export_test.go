@@ -14,3 +14,7 @@ func UseTripwire() func() {
 	tripwireOnly = true
 	return func() { tripwireOnly = false }
 }
+
+// PolicyServed reports whether the server has the ValidatingAdmissionPolicy
+// API the guard needs (else apply falls back to the tripwire).
+var PolicyServed = policyServed
