@@ -39,6 +39,7 @@ var scenarios = []scenario{
 	{"cli", "./internal/cli/", "^TestApplyCLI$", "scan, plan, apply and its final check through the command line"},
 	{"ks41", "./uninstall/", "^TestApplyScenarios$/^ks41$", "KubeSphere 4.1 teardown: Helm release, extension, finalizers, protector webhook"},
 	{"guard", "./uninstall/", "^(TestDeletionGuard|TestDeletionTripwire)$", "the deletion guard this server supports stops a delete of a protected namespace"},
+	{"ks341", "./test/conformance/", "^TestKS341Teardown$", "the real KubeSphere 3.4.1 with every component (750 objects from ../shared/footprints): plan refusal on metrics-server's APIService, teardown, nothing of the users' lost"},
 	{"reinstall", "./reinstall/", "^TestReinstallOverIncident$", "uninstall, prove clean, Helm install, prove healthy"},
 	{"bad-input", "./internal/cli/", "^TestBadInputTable$", "every bad input refused with its advice and zero writes"},
 }
