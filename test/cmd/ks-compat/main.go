@@ -41,6 +41,8 @@ var scenarios = []scenario{
 	{"guard", "./uninstall/", "^(TestDeletionGuard|TestDeletionTripwire)$", "the deletion guard this server supports stops a delete of a protected namespace"},
 	{"ks341", "./test/conformance/", "^TestKS341Teardown$", "the real KubeSphere 3.4.1 with every component (750 objects from ../shared/footprints): plan refusal on metrics-server's APIService, teardown, nothing of the users' lost"},
 	{"reinstall", "./reinstall/", "^TestReinstallOverIncident$", "uninstall, prove clean, Helm install, prove healthy"},
+	{"restore", "./restore/", "^TestApplyThenRestore$", "apply, then restore from its backup (resumed after a stop, --reattach, refusals): every footprint object back, users' objects kept"},
+	{"keep-tenancy", "./reinstall/", "^TestReinstallKeepsTenancy$", "reinstall --keep-tenancy on 3.x and 4.x: users, workspaces, bindings and namespace bindings back, no alias"},
 	{"bad-input", "./internal/cli/", "^TestBadInputTable$", "every bad input refused with its advice and zero writes"},
 }
 
