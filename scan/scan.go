@@ -45,9 +45,11 @@ type Result struct {
 type ClusterReport struct {
 	Cluster    api.Cluster    `json:"cluster"`
 	KubeSphere api.KubeSphere `json:"kubesphere"`
-	Footprint  Counts         `json:"footprint"`
-	Findings   []api.Finding  `json:"findings"`
-	Warnings   []string       `json:"warnings,omitempty"`
+	// Kubernetes is the server's version, as it reports it.
+	Kubernetes string        `json:"kubernetes,omitempty"`
+	Footprint  Counts        `json:"footprint"`
+	Findings   []api.Finding `json:"findings"`
+	Warnings   []string      `json:"warnings,omitempty"`
 }
 
 // Counts sum up a footprint.
@@ -85,6 +87,7 @@ func Cluster(ctx context.Context, t Target, o Options) (*Result, error) {
 		ClusterReport: ClusterReport{
 			Cluster:    api.Cluster{UID: fp.Inv.KubeSystemUID, Server: fp.Inv.Server, Context: t.Context},
 			KubeSphere: fp.KubeSphere,
+			Kubernetes: fp.Inv.Kubernetes,
 			Footprint:  Counts{Objects: len(fp.Members), SystemNamespaces: len(fp.SystemNamespaces), HelmReleases: len(fp.Releases), Detach: len(fp.Detach), Kept: len(fp.Kept), Volumes: len(fp.Volumes())},
 			Findings:   findings,
 			Warnings:   fp.Inv.Warnings,

@@ -30,7 +30,12 @@ const (
 	KubeFedManagedOrphan = "kubefed-managed-orphan"
 	UserDataDeleting     = "user-data-being-deleted"
 	GuardLeftOver        = "deletion-guard-left"
+	UntestedKubernetes   = "kubernetes-version-untested"
 )
+
+// TestedKubernetes is the range of Kubernetes minor versions (1.x) that
+// make test-compat proves ks-clean on (docs/compatibility.md).
+var TestedKubernetes = [2]int{22, 34}
 
 // Options tune the checks that connect to other clusters.
 type Options struct {
@@ -64,6 +69,7 @@ func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]api.Finding
 	out = append(out, leftoverGuard(f)...)
 	out = append(out, kubeFedLeftovers(f)...)
 	out = append(out, kept(f)...)
+	out = append(out, untestedKubernetes(f.Inv.Kubernetes)...)
 	SortFindings(out)
 	return out, records
 }
@@ -552,5 +558,25 @@ func leftoverGuard(f *footprint.Footprint) []api.Finding {
 		ID: GuardLeftOver, Severity: api.Warning,
 		Message: fmt.Sprintf("ks-clean's deletion guard %s is in place: unless an apply is running now, one was killed and left it, or kept it because protected objects were still owned by what it deleted (the garbage collector would take them); it refuses deleting the namespaces and volumes that apply protected. The next apply takes it over and removes it; to remove it now, once nothing protected has an owner reference into what was deleted: kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy %s", api.GuardName, api.GuardName),
 		Objects: refs(objs...),
+	}}
+}
+
+// untestedKubernetes warns of a server outside the tested range. It does
+// not refuse: every API ks-clean uses is older than any Kubernetes
+// KubeSphere 3.x or 4.x runs on, and the guard falls back to a tripwire
+// where admission policies are missing; but nothing proved it there.
+func untestedKubernetes(version string) []api.Finding {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "v%d.%d", &major, &minor); err != nil || major != 1 {
+		return nil
+	}
+	if minor >= TestedKubernetes[0] && minor <= TestedKubernetes[1] {
+		return nil
+	}
+	return []api.Finding{{
+		ID: UntestedKubernetes, Severity: api.Warning,
+		Message: fmt.Sprintf("this server is Kubernetes %s; ks-clean is tested on 1.%d to 1.%d (docs/compatibility.md). Run 'ks-clean apply PLAN --dry-run' first: every write is sent to the server with dryRun=All, so a gap shows there, before anything changes",
+			version, TestedKubernetes[0], TestedKubernetes[1]),
+		Objects: []api.ObjectRef{},
 	}}
 }

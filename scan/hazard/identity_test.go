@@ -26,3 +26,17 @@ func TestEndpointSame(t *testing.T) {
 		}
 	}
 }
+
+// A server outside the tested range is named, with the way to check it
+// first; one inside it, or a version not understood, is not.
+func TestUntestedKubernetes(t *testing.T) {
+	for v, want := range map[string]bool{
+		"v1.21.14": true, "v1.35.0": true, "v1.19.16+k3s1": true,
+		"v1.22.17": false, "v1.34.4": false, "v1.28.15-eks-abc": false, "": false, "dev": false,
+	} {
+		got := untestedKubernetes(v)
+		if (len(got) == 1) != want || (want && got[0].ID != UntestedKubernetes) {
+			t.Errorf("%q: %+v, want a finding %v", v, got, want)
+		}
+	}
+}

@@ -64,8 +64,10 @@ func (o *Object) Ref() api.ObjectRef {
 type Inventory struct {
 	Server        string
 	KubeSystemUID string
-	Resources     []*Resource
-	Objects       []*Object
+	// Kubernetes is the server's version (e.g. v1.22.17), "" if unknown.
+	Kubernetes string
+	Resources  []*Resource
+	Objects    []*Object
 	// Releases are the Helm release records (every revision), read through
 	// Helm's own storage.
 	Releases []*release.Release
@@ -142,6 +144,9 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 		return nil, err
 	}
 	inv.Resources = resources
+	if v, err := c.Discovery.ServerVersion(); err == nil {
+		inv.Kubernetes = v.GitVersion
+	}
 
 	var mu sync.Mutex
 	add := func(obj *Object) {
