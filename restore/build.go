@@ -60,6 +60,13 @@ func Build(ctx context.Context, srcs []*Source, clients map[string]*kube.Clients
 	return p, p.Seal()
 }
 
+// serviceAccountToken: a Secret the token controller owns (made by it
+// before Kubernetes 1.24, or filled by it), tied to one ServiceAccount UID.
+func serviceAccountToken(u *unstructured.Unstructured) bool {
+	t, _, _ := unstructured.NestedString(u.Object, "type")
+	return u.GetKind() == "Secret" && u.GetAPIVersion() == "v1" && t == "kubernetes.io/service-account-token"
+}
+
 func tierOf(r api.ObjectRef) api.Tier {
 	switch {
 	case r.Kind == "Namespace" && r.Group() == "":
@@ -143,6 +150,10 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		u, err := readObject(src.Dir, e.File)
 		if err != nil {
 			return nil, api.Refuse(api.FixBackup, "backup %s: %v", src.Dir, err)
+		}
+		if serviceAccountToken(u) {
+			st.Kept = append(st.Kept, api.RestoreNote{Object: e.ObjectRef, Reason: "a ServiceAccount's token Secret: it is bound to the deleted account's UID, so the token controller would delete it again. Before Kubernetes 1.24 the controller gives the restored account a new one by itself; later, create the Secret again (annotation kubernetes.io/service-account.name) if something reads it"})
+			continue
 		}
 		state, err := compare(ctx, m, u)
 		if err != nil {

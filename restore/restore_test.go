@@ -40,6 +40,10 @@ func comparable(u *unstructured.Unstructured) map[string]any {
 	} {
 		unstructured.RemoveNestedField(c.Object, f...)
 	}
+	if c.GetKind() == "ServiceAccount" {
+		// Its token Secrets, listed by the token controller before 1.24.
+		unstructured.RemoveNestedField(c.Object, "secrets")
+	}
 	refs := c.GetOwnerReferences()
 	for i := range refs {
 		refs[i].UID = ""

@@ -23,11 +23,18 @@ var ServerSet = [][]string{
 	{"status"},
 }
 
-// Portable is a copy of u without ServerSet: what can be created again.
+// Portable is a copy of u without ServerSet, nor what a built-in
+// controller keeps up to date: what can be created again.
 func Portable(u *unstructured.Unstructured) *unstructured.Unstructured {
 	c := u.DeepCopy()
 	for _, f := range ServerSet {
 		unstructured.RemoveNestedField(c.Object, f...)
+	}
+	if c.GetKind() == "ServiceAccount" && c.GetAPIVersion() == "v1" {
+		// Before Kubernetes 1.24 the token controller lists the account's
+		// token Secrets here: they name Secrets of the old account, and a
+		// new account gets its own.
+		unstructured.RemoveNestedField(c.Object, "secrets")
 	}
 	return c
 }
