@@ -42,6 +42,14 @@ func (x *executor) helmUninstall(s *api.Step) (string, error) {
 		if errors.Is(err, driver.ErrReleaseNotFound) {
 			return "skip: release already gone", nil
 		}
+		if purgeRaced(err) {
+			// Its records went meanwhile with their namespace (a system
+			// namespace a deleted Workspace owned, taken by the garbage
+			// collector), after Helm had deleted the release's resources.
+			if _, lerr := ac.Releases.Last(s.Target.Name); errors.Is(lerr, driver.ErrReleaseNotFound) {
+				return fmt.Sprintf("uninstalled revision %d; its release records were deleted meanwhile with namespace %s", last.Version, s.Target.Namespace), nil
+			}
+		}
 		return "", err
 	}
 	if !x.DryRun {
@@ -52,6 +60,14 @@ func (x *executor) helmUninstall(s *api.Step) (string, error) {
 		info = ": " + resp.Info
 	}
 	return fmt.Sprintf("uninstalled revision %d (hooks %s)%s", last.Version, map[bool]string{true: "run", false: "skipped"}[x.HelmHooks], info), nil
+}
+
+// purgeRaced: Helm deleted the release's resources, and its one error was
+// that a release record was gone when it came to delete it (Helm reports it
+// as text, without the driver's error to match).
+func purgeRaced(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "completed with 1 error(s)") && strings.Contains(msg, "Failed to purge the release") && strings.Contains(msg, driver.ErrReleaseNotFound.Error())
 }
 
 // protectedIn returns the first protected object a manifest names.

@@ -100,6 +100,11 @@ func TestKS341Teardown(t *testing.T) {
 	a := &uninstall.Apply{Plan: p, Clients: map[string]*kube.Clients{st.Cluster.Context: c}, PlanPath: filepath.Join(t.TempDir(), "plan.json"), Options: o}
 	res, err := a.Run(ctx)
 	if err != nil {
+		for _, s := range res.AllSteps() {
+			if s.Status == uninstall.StatusFailed {
+				t.Logf("failed: %+v", s)
+			}
+		}
 		t.Fatalf("apply after %v: %v", time.Since(applyStart).Round(time.Millisecond), err)
 	}
 	t.Logf("apply: %d steps done in %v; verification %+v", res.Done, time.Since(applyStart).Round(time.Millisecond), res.Verification)
