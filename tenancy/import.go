@@ -31,7 +31,8 @@ const (
 	StatusPresent = "present"
 	// StatusConflict: there already and different: left as it is.
 	StatusConflict = "conflict"
-	// StatusMissing: a namespace of the map that is not in the cluster.
+	// StatusMissing: a namespace of the map, or of a namespaced object, that
+	// is not in the cluster.
 	StatusMissing = "missing"
 )
 
@@ -186,8 +187,10 @@ func (im *Import) create(ctx context.Context, r *kube.Resolver, o *unstructured.
 		return StatusWouldCreate, detail, nil
 	case err == nil:
 		return StatusCreated, detail, nil
-	case apierrors.IsNotFound(err) && im.Options.DryRun && o.GetNamespace() != "":
-		return StatusWouldCreate, "dry run: its namespace is not there now", nil
+	case apierrors.IsNotFound(err) && o.GetNamespace() != "":
+		// A namespace of the old install the new one has not made (a
+		// component not installed again): nothing to bind in it.
+		return StatusMissing, fmt.Sprintf("namespace %s is not there now: not created", o.GetNamespace()), nil
 	case !apierrors.IsAlreadyExists(err):
 		return "", "", err
 	}

@@ -41,8 +41,8 @@ func TenancyImport(w io.Writer, r *tenancy.ImportResult) {
 	if r.DryRun {
 		verb = "Dry run (nothing stored)"
 	}
-	fmt.Fprintf(w, "%s: %d objects created, %d present already, %d conflicts left alone; namespaces: %d put back in their workspaces.\n", verb,
-		r.Counts[tenancy.StatusCreated]+r.Counts[tenancy.StatusWouldCreate], r.Counts[tenancy.StatusPresent], r.Counts[tenancy.StatusConflict],
+	fmt.Fprintf(w, "%s: %d objects created, %d present already, %d conflicts left alone, %d not created (namespace missing); namespaces: %d put back in their workspaces.\n", verb,
+		r.Counts[tenancy.StatusCreated]+r.Counts[tenancy.StatusWouldCreate], r.Counts[tenancy.StatusPresent], r.Counts[tenancy.StatusConflict], r.Counts[tenancy.StatusMissing],
 		r.NamespaceCounts[tenancy.StatusCreated]+r.NamespaceCounts[tenancy.StatusWouldCreate])
 	for _, o := range r.Objects {
 		if o.Status == tenancy.StatusConflict || o.Detail != "" {
