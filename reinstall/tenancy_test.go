@@ -96,6 +96,21 @@ func TestReinstallKeepsTenancy(t *testing.T) {
 					t.Errorf("namespace %s not back in workspace %s: %v %v", ns, ws, n.Labels, err)
 				}
 			}
+			// The export imported again, with a binding in a namespace that
+			// is not there: everything else is present already, nothing is
+			// created twice, and the stray binding is reported, not fatal.
+			again, err := api.ReadTenancy(res.TenancyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stray := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+				"metadata": map[string]any{"name": "stray", "namespace": "no-such-namespace"},
+				"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "admin"}}}
+			again.Objects = append(again.Objects, stray)
+			second, err := (&tenancy.Import{Clients: c, Tenancy: again}).Run(ctx)
+			if err != nil || second.Counts[tenancy.StatusPresent] != len(again.Objects)-1 || second.Counts[tenancy.StatusMissing] != 1 || second.NamespaceCounts[tenancy.StatusCreated] != 0 {
+				t.Errorf("second import: %v, objects %v, namespaces %v", err, second.Counts, second.NamespaceCounts)
+			}
 			rep, err := scan.Cluster(ctx, scan.Target{Clients: c}, scan.Options{})
 			if err != nil {
 				t.Fatal(err)
