@@ -60,7 +60,7 @@ type Export struct {
 // Run exports.
 func (e *Export) Run(ctx context.Context) (*api.Tenancy, error) {
 	t := &api.Tenancy{APIVersion: api.APIVersion, Kind: api.KindTenancy, CreatedAt: time.Now().UTC().Truncate(time.Second),
-		Server: e.Clients.Config.Host, Passwords: e.Options.KeepPasswords, Namespaces: map[string]string{}}
+		Server: e.Clients.Config.Host, Passwords: e.Options.KeepPasswords, Namespaces: map[string]string{}, Objects: []*unstructured.Unstructured{}}
 	ks, err := e.Clients.Kube.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read kube-system (the cluster's identity): %w", err)

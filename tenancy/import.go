@@ -94,7 +94,8 @@ type NamespaceResult struct {
 // the cluster does not serve, or a cluster with a hazard, changes nothing.
 func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 	t := im.Tenancy
-	res := &ImportResult{APIVersion: api.APIVersion, Kind: KindImportResult, DryRun: im.Options.DryRun, Counts: map[string]int{}, NamespaceCounts: map[string]int{}}
+	res := &ImportResult{APIVersion: api.APIVersion, Kind: KindImportResult, DryRun: im.Options.DryRun,
+		Objects: []ObjectResult{}, Namespaces: []NamespaceResult{}, Counts: map[string]int{}, NamespaceCounts: map[string]int{}}
 	r := kube.NewResolver(im.Clients)
 	var unserved []string
 	seen := map[string]bool{}
