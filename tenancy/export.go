@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/pager"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -179,9 +178,8 @@ func (e *Export) keep(t *api.Tenancy, u *unstructured.Unstructured) *unstructure
 
 // list pages through a resource's objects.
 func list(ctx context.Context, c *kube.Clients, gvr schema.GroupVersionResource, each func(*unstructured.Unstructured)) error {
-	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
-		err = kube.Retry(ctx, func() error { obj, err = c.Dynamic.Resource(gvr).List(ctx, opts); return err })
-		return obj, err
+	p := kube.Pager(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return c.Dynamic.Resource(gvr).List(ctx, opts)
 	})
 	return p.EachListItem(ctx, metav1.ListOptions{}, func(item runtime.Object) error {
 		if u, ok := item.(*unstructured.Unstructured); ok {

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/pager"
 
 	"golang.org/x/sync/errgroup"
 
@@ -121,10 +120,7 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		uids := want[rd.gvr]
 		g.Go(func() error {
 			ri := a.Clients.Dynamic.Resource(rd.gvr).Namespace(rd.namespace)
-			p := pager.New(func(ctx context.Context, o metav1.ListOptions) (obj runtime.Object, err error) {
-				err = kube.Retry(ctx, func() error { obj, err = ri.List(ctx, o); return err })
-				return obj, err
-			})
+			p := kube.Pager(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
 			err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
 				u := item.(*unstructured.Unstructured)
 				uid := string(u.GetUID())

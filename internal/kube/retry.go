@@ -8,8 +8,11 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/pager"
 )
 
 // Backoff for transient API failures: about 10 s in all.
@@ -53,4 +56,13 @@ func RetryIf(ctx context.Context, retriable func(error) bool, fn func() error) e
 		return last // Backoff ran out: the last failure says why
 	}
 	return err
+}
+
+// Pager pages through a list, each page retried on transient failures
+// (Retry), so one dropped page does not fail a whole inventory.
+func Pager(list func(context.Context, metav1.ListOptions) (runtime.Object, error)) *pager.ListPager {
+	return pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
+		err = Retry(ctx, func() error { obj, err = list(ctx, opts); return err })
+		return obj, err
+	})
 }

@@ -8,7 +8,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/pager"
 
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
@@ -48,9 +47,8 @@ type pagedSecrets struct {
 
 func (p *pagedSecrets) List(_ context.Context, opts metav1.ListOptions) (*corev1.SecretList, error) {
 	out := &corev1.SecretList{}
-	lp := pager.New(func(ctx context.Context, o metav1.ListOptions) (obj runtime.Object, err error) {
-		err = kube.Retry(ctx, func() error { obj, err = p.SecretInterface.List(ctx, o); return err })
-		return obj, err
+	lp := kube.Pager(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return p.SecretInterface.List(ctx, o)
 	})
 	lp.PageSize = p.pageSize
 	err := lp.EachListItem(p.ctx, opts, func(item runtime.Object) error {

@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/tools/pager"
 
 	"helm.sh/helm/v3/pkg/release"
 
@@ -262,10 +261,7 @@ func listResource(ctx context.Context, c *kube.Clients, r *Resource, pageSize in
 		}
 		return c.Metadata.Resource(r.GVR).List(ctx, opts)
 	}
-	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
-		err = kube.Retry(ctx, func() error { obj, err = list(ctx, opts); return err })
-		return obj, err
-	})
+	p := kube.Pager(list)
 	p.PageSize = pageSize
 	return p.EachListItem(ctx, metav1.ListOptions{}, func(item runtime.Object) error {
 		switch v := item.(type) {
@@ -288,9 +284,8 @@ func (inv *Inventory) collectTokenSecrets(ctx context.Context, c *kube.Clients, 
 		namespaces[kfc.GetNamespace()] = true
 	}
 	for ns := range namespaces {
-		p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (obj runtime.Object, err error) {
-			err = kube.Retry(ctx, func() error { obj, err = c.Kube.CoreV1().Secrets(ns).List(ctx, opts); return err })
-			return obj, err
+		p := kube.Pager(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return c.Kube.CoreV1().Secrets(ns).List(ctx, opts)
 		})
 		p.PageSize = pageSize
 		err := p.EachListItem(ctx, metav1.ListOptions{}, func(item runtime.Object) error {
