@@ -73,8 +73,8 @@ Examples:
    ks-clean apply plan.json --yes`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
-			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask: apply the plan"},
-			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "send every write with dryRun=All: nothing is stored (--dry-run=server is the same)"},
+			confirmFlag(&confirmed, "do not ask: apply the plan"),
+			serverDryRunFlag(&o.DryRun),
 			&cli.StringFlag{Name: "backup-dir", Destination: &o.BackupDir, Usage: "backup and journal directory (default: PLAN.apply)"},
 			&cli.DurationFlag{Name: "max-age", Value: o.MaxAge, Destination: &o.MaxAge, Usage: "refuse plans older than this"},
 			&cli.BoolFlag{Name: "allow-stale", Destination: &o.AllowStale, Usage: "apply a plan older than --max-age"},

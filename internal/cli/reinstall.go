@@ -78,7 +78,7 @@ Examples:
 			&cli.BoolFlag{Name: "wait", Destination: &o.Wait, Usage: "wait for the release's resources to be ready"},
 			&cli.DurationFlag{Name: "timeout", Value: o.Timeout, Destination: &o.Timeout, Usage: "Helm install timeout"},
 			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "plan the uninstall and render the install; change nothing"},
-			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask"},
+			confirmFlag(&confirmed, "do not ask"),
 			&cli.StringFlag{Name: "work-dir", Destination: &o.WorkDir, Usage: "where the uninstall plan and its backup are written (default: a private directory of this user, see above)"},
 			&cli.DurationFlag{Name: "finalizer-timeout", Value: o.Apply.FinalizerTimeout, Destination: &o.Apply.FinalizerTimeout, Usage: "see apply"},
 			&cli.BoolFlag{Name: "helm-hooks", Destination: &o.Apply.HelmHooks, Usage: "run Helm hooks when uninstalling old releases"},

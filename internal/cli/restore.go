@@ -56,8 +56,8 @@ Examples:
    ks-clean restore plan.json.apply --yes -o json > restored.json`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
-			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask: restore"},
-			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "send every write with dryRun=All: nothing is stored (--dry-run=server is the same)"},
+			confirmFlag(&confirmed, "do not ask: restore"),
+			serverDryRunFlag(&o.DryRun),
 			&cli.BoolFlag{Name: "reattach", Destination: &o.Reattach, Usage: "give users' namespaces back the owner references and labels apply's detach removed"},
 			&cli.IntFlag{Name: "concurrency", Value: o.Concurrency, Destination: &o.Concurrency, Usage: "most writes in flight at once (1-64)"},
 		},

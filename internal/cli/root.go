@@ -214,6 +214,17 @@ func commands() []*cli.Command {
 	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), restoreCommand(), reinstallCommand(), tenancyCommand(), completionCommand()}
 }
 
+// confirmFlag is --confirm (--yes, -y): do not ask for the context name.
+func confirmFlag(dst *bool, usage string) cli.Flag {
+	return &cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: dst, Usage: usage}
+}
+
+// serverDryRunFlag is --dry-run of the commands that write: every write
+// sent with dryRun=All (normalize takes --dry-run=server for it).
+func serverDryRunFlag(dst *bool) cli.Flag {
+	return &cli.BoolFlag{Name: "dry-run", Destination: dst, Usage: "send every write with dryRun=All: nothing is stored (--dry-run=server is the same)"}
+}
+
 // outputFlag is -o/--output, bound to dst.
 func outputFlag(dst *string) cli.Flag {
 	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text, json or yaml (also -ojson, -o=yaml)", Destination: dst}

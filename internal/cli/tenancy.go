@@ -122,8 +122,8 @@ Examples:
    ks-clean tenancy import tenancy.yaml --yes -o json`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
-			&cli.BoolFlag{Name: "confirm", Aliases: []string{"yes", "y"}, Destination: &confirmed, Usage: "do not ask: import"},
-			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "send every write with dryRun=All: nothing is stored (--dry-run=server is the same)"},
+			confirmFlag(&confirmed, "do not ask: import"),
+			serverDryRunFlag(&o.DryRun),
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(output); err != nil {
