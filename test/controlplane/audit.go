@@ -139,9 +139,13 @@ func (cp *ControlPlane) PersistedWritesSince(mark int, user string) ([]AuditEven
 	if err != nil {
 		return nil, err
 	}
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		return nil, err
+	}
 	var out []AuditEvent
 	for _, e := range ev {
-		if e.Persisted() && !cp.deleteNotStored(e) {
+		if e.Persisted() && !deleteNotStored(cs, e) {
 			out = append(out, e)
 		}
 	}
@@ -152,12 +156,8 @@ func (cp *ControlPlane) PersistedWritesSince(mark int, user string) ([]AuditEven
 // about 1.24, the apiserver records no request body for a custom resource's
 // delete, so a dry run looks like any delete there. An object still there
 // and not being deleted was not deleted.
-func (cp *ControlPlane) deleteNotStored(e AuditEvent) bool {
+func deleteNotStored(cs kubernetes.Interface, e AuditEvent) bool {
 	if e.Verb != "delete" || e.RequestObject != nil || e.ObjectRef == nil || e.ObjectRef.Name == "" {
-		return false
-	}
-	cs, err := kubernetes.NewForConfig(cp.Config)
-	if err != nil {
 		return false
 	}
 	path, _, _ := strings.Cut(e.RequestURI, "?")
