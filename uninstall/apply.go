@@ -15,6 +15,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/plan"
 )
 
@@ -102,6 +103,11 @@ type Apply struct {
 	// directory.
 	PlanPath string
 	Options
+	// Leases the caller holds, by context, for its own longer run
+	// (reinstall holds the host's from its uninstall to its import); apply
+	// takes the other clusters' Leases once, for all of its stages, and
+	// releases them at its end.
+	Leases map[string]*lease.Lease
 
 	noDriftCheck bool // tests only (export_test.go): the negative control
 	noGuard      bool // tests only (export_test.go): the guard's negative control
@@ -193,6 +199,19 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 			return res, st.wrap(err)
 		}
 	}
+	if !a.DryRun {
+		for _, st := range stages {
+			if err := st.open(); err != nil {
+				return res, st.wrap(err)
+			}
+			defer st.journal.close()
+		}
+		release, err := a.takeLeases(ctx, stages)
+		if err != nil {
+			return res, err
+		}
+		defer release()
+	}
 	for i, st := range stages {
 		// The first stage starts right after its check; a later one is
 		// checked again: its cluster may have changed while earlier stages
@@ -240,6 +259,36 @@ func (a *Apply) stages() ([]*stage, error) {
 		out[i] = &stage{Clients: c, Plan: st, PlanPath: name, Options: o, createdAt: p.CreatedAt, planDigest: p.Digest, multi: len(p.Stages) > 1, noDriftCheck: a.noDriftCheck, noGuard: a.noGuard}
 	}
 	return out, nil
+}
+
+// takeLeases gives each stage its cluster's Lease: the caller's, else one
+// taken here for the whole apply, so no other run can write between two
+// stages on the same cluster (a host's unjoin and its teardown).
+func (a *Apply) takeLeases(ctx context.Context, stages []*stage) (release func(), err error) {
+	held := map[string]*lease.Lease{}
+	var taken []*lease.Lease
+	release = func() {
+		for _, l := range taken {
+			l.Release()
+		}
+	}
+	for _, st := range stages {
+		uid := st.Plan.Cluster.UID
+		l := held[uid]
+		if l == nil {
+			l = a.Leases[st.Plan.Cluster.Context]
+		}
+		if l == nil {
+			if l, err = lease.Acquire(ctx, st.Clients.Kube, lease.Options{Duration: a.LeaseDuration, Check: a.LeaseCheck}); err != nil {
+				release()
+				return nil, st.wrap(err)
+			}
+			taken = append(taken, l)
+		}
+		held[uid] = l
+		st.lease = l
+	}
+	return release, nil
 }
 
 func (r *Result) add(sr *StageResult, multi bool) {

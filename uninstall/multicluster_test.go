@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
@@ -131,15 +132,23 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 		t.Fatalf("read back: %v %+v", err, f)
 	}
 
-	// When the member's teardown starts, the host holds no record of it.
+	// When the member's teardown starts, the host holds no record of it,
+	// and its Lease is still this apply's: no other run can write to the
+	// host between its unjoin and its teardown.
 	var once sync.Once
 	var atMemberStart []string
+	var hostLeaseAtMember string
 	hostDyn := h.Seeder.Dyn
 	progress := func(e uninstall.Event) {
 		if e.Stage != "member-member1" {
 			return
 		}
 		once.Do(func() {
+			if l, err := h.Seeder.Kube.CoordinationV1().Leases(lease.Namespace).Get(ctx, lease.Name, metav1.GetOptions{}); err != nil {
+				hostLeaseAtMember = err.Error()
+			} else if l.Spec.HolderIdentity != nil {
+				hostLeaseAtMember = *l.Spec.HolderIdentity
+			}
 			l, err := hostDyn.Resource(kubeFedClusters).Namespace(fixture.KubeFedNamespace).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				atMemberStart = []string{"list failed: " + err.Error()}
@@ -184,6 +193,9 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 		if st.Name != "unjoin-members" && (r.Verification == nil || !r.Verification.OK) {
 			t.Errorf("stage %s not verified: %+v", st.Name, r.Verification)
 		}
+	}
+	if hostLeaseAtMember != lease.Holder {
+		t.Errorf("host's Lease when the member's teardown began: %q, want this apply's %q", hostLeaseAtMember, lease.Holder)
 	}
 	if atMemberStart == nil || strings.Join(atMemberStart, ",") != "host" {
 		t.Errorf("KubeFedClusters on the host when the member's teardown began: %v (want only host's own)", atMemberStart)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/hazard"
@@ -62,7 +63,7 @@ func TestLostLeaseStopsWrites(t *testing.T) {
 			t.Logf("first run: %s %s %s: %s", s.ID, s.Status, s.Target, s.Detail)
 		}
 	}
-	var lost *uninstall.LeaseLostError
+	var lost *lease.LostError
 	if !errors.As(err, &lost) || lost.Holder != other || !errors.Is(err, api.ErrLeaseLost) {
 		t.Fatalf("apply after its Lease was taken: err = %v, want a lost Lease naming %s", err, other)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/footprint"
@@ -37,7 +38,10 @@ type stage struct {
 	multi        bool
 	noDriftCheck bool
 	noGuard      bool
-	lease        *lease
+	// lease is the cluster's, held by the apply for its whole run.
+	lease *lease.Lease
+	// journal is opened before the Lease is taken (nil in a dry run).
+	journal *journal
 }
 
 // wrap names the stage in an error of a plan of several stages.
@@ -48,8 +52,29 @@ func (a *stage) wrap(err error) error {
 	return fmt.Errorf("stage %s: %w", a.Plan.Name, err)
 }
 
-// run applies the stage. targets are its preflight's, if it just ran;
-// else the preflight runs first.
+// open makes the stage's backup directory and opens its journal: every
+// refusal of them comes before the first write (the Lease) of the run.
+func (a *stage) open() error {
+	if err := os.MkdirAll(a.BackupDir, 0o700); err != nil {
+		return api.Refuse(api.FixBackupDir, "backup directory %s: %w", a.BackupDir, err)
+	}
+	if err := probeWritable(a.BackupDir); err != nil {
+		return api.Refuse(api.FixBackupDir, "%w", err)
+	}
+	if a.DryRun || a.journal != nil {
+		return nil
+	}
+	j, err := openJournal(a.BackupDir, a.journalKey())
+	if err != nil {
+		return api.Refuse(api.FixBackupDir, "%w", err)
+	}
+	a.journal = j
+	return nil
+}
+
+// run applies the stage under the Lease its apply holds for the cluster
+// (none in a dry run). targets are its preflight's, if it just ran; else
+// the preflight runs first.
 func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageResult, error) {
 	res := &StageResult{Name: a.Plan.Name, Context: a.Plan.Cluster.Context, BackupDir: a.BackupDir, Steps: []StepResult{}}
 	if a.DryRun {
@@ -63,29 +88,15 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 			return res, err
 		}
 	}
-	if err := os.MkdirAll(a.BackupDir, 0o700); err != nil {
-		return res, api.Refuse(api.FixBackupDir, "backup directory %s: %w", a.BackupDir, err)
+	if err := a.open(); err != nil { // done already by Run, except in a dry run
+		return res, err
 	}
-	if err := probeWritable(a.BackupDir); err != nil {
-		return res, api.Refuse(api.FixBackupDir, "%w", err)
-	}
-	var j *journal
-	if !a.DryRun {
-		if j, err = openJournal(a.BackupDir, a.journalKey()); err != nil {
-			return res, api.Refuse(api.FixBackupDir, "%w", err)
-		}
-		defer j.close()
-	}
-	// The lease is the first write; the backup is taken under it, so it is
-	// never a snapshot of another apply's half-done work. Every write runs
-	// under the lease's context: a lost lease stops them.
+	// The backup is taken under the Lease, so it is never a snapshot of
+	// another run's half-done work. Every write runs under the Lease's
+	// context: a lost Lease stops them.
 	writeCtx := context.WithoutCancel(ctx)
 	if !a.DryRun {
-		if a.lease, err = acquireLease(ctx, a.Clients.Kube, a.LeaseDuration, a.LeaseCheck); err != nil {
-			return res, err
-		}
-		defer a.lease.release()
-		writeCtx = a.lease.ctx
+		writeCtx = a.lease.Context()
 	}
 	// The guard is set while the backup reads: the apiserver takes up to
 	// a second to enforce a new policy, and neither needs the other. Both
@@ -96,7 +107,7 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 	go func() {
 		defer close(guardSet)
 		if !a.DryRun && !a.noGuard {
-			g, guardErr = installGuard(writeCtx, a.Clients, a.Plan, a.lease.halt)
+			g, guardErr = installGuard(writeCtx, a.Clients, a.Plan, a.lease.Halt)
 		}
 	}()
 	var known map[string]*unstructured.Unstructured
@@ -126,7 +137,7 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 	}
 
 	a.Clients.Pace.SetMax(a.Concurrency)
-	x := &executor{stage: a, targets: targets, journal: j, writeCtx: writeCtx, known: known}
+	x := &executor{stage: a, targets: targets, writeCtx: writeCtx, known: known}
 	if a.DryRun {
 		x.plannedHooks = a.hooksDeletedByPlan(ctx)
 	}
@@ -245,8 +256,19 @@ func (a *stage) preflight(ctx context.Context) (map[string]*resolved, error) {
 	if age := time.Since(a.createdAt); age > a.MaxAge && !a.AllowStale {
 		return nil, api.Refuse(api.FixAllowStale, "plan %s is %s old (limit %s): the cluster may have changed", a.PlanPath, age.Round(time.Minute), a.MaxAge)
 	}
+	// What the plan may touch is derived again from the cluster: a plan
+	// file proves nothing against someone who can write it.
+	fp, err := scan.Footprint(ctx, a.Clients, scan.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("rescan before applying: %w", err)
+	}
+	extra, err := plan.Rederive(fp, p)
+	if err != nil {
+		return nil, err
+	}
+	p.Protected = append(p.Protected, extra...)
 	if !a.noDriftCheck {
-		if err := a.checkDrift(ctx); err != nil {
+		if err := a.checkDrift(fp); err != nil {
 			return nil, err
 		}
 	}
@@ -257,11 +279,7 @@ func (a *stage) preflight(ctx context.Context) (map[string]*resolved, error) {
 // come to be owned by something the plan deletes (a namespace added to a
 // workspace since planning): deleting the owner would let the garbage
 // collector delete it.
-func (a *stage) checkDrift(ctx context.Context) error {
-	fp, err := scan.Footprint(ctx, a.Clients, scan.Options{Footprint: footprint.Options{KeepWorkspaceLabels: true}})
-	if err != nil {
-		return fmt.Errorf("rescan before applying: %w", err)
-	}
+func (a *stage) checkDrift(fp *footprint.Footprint) error {
 	detached, deleted := map[string]bool{}, map[string]bool{}
 	for _, s := range a.Plan.Steps {
 		if s.Action == api.ActionPatch && s.Remove != nil && len(s.Remove.OwnerReferences) > 0 {
@@ -402,7 +420,6 @@ func probeWritable(dir string) error {
 type executor struct {
 	*stage
 	targets  map[string]*resolved
-	journal  *journal
 	writeCtx context.Context // writes in flight finish even after Ctrl-C
 	// plannedHooks (dry run only): webhook name -> configuration the plan deletes.
 	plannedHooks map[string]string

@@ -25,6 +25,7 @@ func applyCommand() *cli.Command {
 	o := uninstall.DefaultOptions()
 	var output string
 	var confirmed bool
+	var expectDigest string
 	limit := &rateLimit{}
 	return &cli.Command{
 		Name:      "apply",
@@ -59,6 +60,14 @@ context in the same kubeconfig, checks every stage before the first write,
 then runs the stages in order (backup and journal of each under
 --backup-dir/NN-STAGE); one confirmation, the host's context name, covers all.
 
+A plan file is not trusted: before the first write apply scans the cluster
+again and refuses any step whose target a fresh scan does not find to be
+KubeSphere's or KubeFed's for that kind of reason, and protects every user's
+namespace the fresh scan finds, whatever the plan lists. The plan's digest
+only catches accidental edits (anyone who can write the file can seal it
+again): a runbook that reviews a plan and applies it later pins the
+reviewed plan with --expect-digest (the digest 'ks-clean plan' prints).
+
 Examples:
    # rehearse: every write sent with dryRun=All, nothing stored
    ks-clean apply plan.json --dry-run
@@ -70,11 +79,15 @@ Examples:
    ks-clean apply plan.json --yes -o json > result.json
 
    # after Ctrl-C, a crash or a lost Lease: the same command resumes
-   ks-clean apply plan.json --yes`,
+   ks-clean apply plan.json --yes
+
+   # apply only the plan that was reviewed
+   ks-clean apply plan.json --yes --expect-digest sha256:3f5c…`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
 			confirmFlag(&confirmed, "do not ask: apply the plan"),
 			serverDryRunFlag(&o.DryRun),
+			&cli.StringFlag{Name: "expect-digest", Destination: &expectDigest, Usage: "refuse the plan unless its digest is this one (sha256:…, as 'ks-clean plan' prints it)"},
 			&cli.StringFlag{Name: "backup-dir", Destination: &o.BackupDir, Usage: "backup and journal directory (default: PLAN.apply)"},
 			&cli.DurationFlag{Name: "max-age", Value: o.MaxAge, Destination: &o.MaxAge, Usage: "refuse plans older than this"},
 			&cli.BoolFlag{Name: "allow-stale", Destination: &o.AllowStale, Usage: "apply a plan older than --max-age"},
@@ -103,6 +116,9 @@ Examples:
 			p, err := api.Read(path)
 			if err != nil {
 				return err
+			}
+			if expectDigest != "" && p.Digest != expectDigest {
+				return api.Refuse(api.FixNewPlan, "plan %s has digest %s, not the %s expected (--expect-digest): it is not the plan that was reviewed; review this one, or find the reviewed one", path, p.Digest, expectDigest)
 			}
 			clients, host, err := connectPlan(c, p, path, limit)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"context"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -76,6 +77,78 @@ func TestBadInputTable(t *testing.T) {
 	// Another apply holds the cluster: a lease renewed just now by another host.
 	leaseHeld := func() { holdLease(t, st.Seeder) }
 
+	// Plans edited and sealed again (api.Seal is public, and a digest is
+	// no key): each must be refused on what a fresh scan finds.
+	resealed := func(name string, edit func(*api.Stage)) string {
+		p, err := api.Read(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&p.Stages[0])
+		p.Digest = ""
+		path := filepath.Join(dir, name)
+		if err := api.Write(path, p); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ctx := context.Background()
+	nsRef := func(name string) api.ObjectRef {
+		ns, err := st.Seeder.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return api.ObjectRef{APIVersion: "v1", Kind: "Namespace", Name: name, UID: string(ns.UID)}
+	}
+	// insert puts a step before the first of its phase's steps, as the
+	// planner would have placed it.
+	insert := func(st *api.Stage, s api.Step) {
+		for i, x := range st.Steps {
+			if x.Phase == s.Phase {
+				st.Steps = append(st.Steps[:i], append([]api.Step{s}, st.Steps[i:]...)...)
+				return
+			}
+		}
+		t.Fatalf("plan has no %s phase", s.Phase)
+	}
+	deleteProtected := resealed("reseal-delete-ns.json", func(stg *api.Stage) {
+		victim := nsRef("prod-ws1-1")
+		var kept []api.ObjectRef
+		for _, r := range stg.Protected {
+			if r.UID != victim.UID {
+				kept = append(kept, r)
+			}
+		}
+		stg.Protected = kept
+		insert(stg, api.Step{ID: "0000-namespaces-delete", Phase: api.PhaseNamespaces, Action: api.ActionDelete, Target: victim, Reason: "resealed"})
+	})
+	// Written by their setups, which first make what they point at.
+	userSecret, untiedLabel := filepath.Join(dir, "reseal-delete-secret.json"), filepath.Join(dir, "reseal-label.json")
+	setupUserSecret := func() {
+		sec, err := st.Seeder.Kube.CoreV1().Secrets("kube-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "payments-db"}, StringData: map[string]string{"password": "x"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resealed(filepath.Base(userSecret), func(stg *api.Stage) {
+			insert(stg, api.Step{ID: "0000-kubesphere-delete", Phase: api.PhaseKubeSphere, Action: api.ActionDelete, Reason: "resealed",
+				Target: api.ObjectRef{APIVersion: "v1", Kind: "Secret", Namespace: "kube-system", Name: sec.Name, UID: string(sec.UID)}})
+		})
+	}
+	setupUntiedLabel := func() {
+		ns, err := st.Seeder.Kube.CoreV1().Namespaces().Get(ctx, "prod-ws1-2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Labels["payments.example.com/tier"] = "gold"
+		if _, err := st.Seeder.Kube.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		resealed(filepath.Base(untiedLabel), func(stg *api.Stage) {
+			insert(stg, api.Step{ID: "0000-detach-patch", Phase: api.PhaseDetach, Action: api.ActionPatch, Reason: "resealed",
+				Target: nsRef("prod-ws1-2"), Remove: &api.Removal{Labels: []string{"payments.example.com/tier"}}})
+		})
+	}
+
 	cases := []struct {
 		name  string
 		args  []string
@@ -116,6 +189,10 @@ func TestBadInputTable(t *testing.T) {
 			}
 		}, hazard.ClusterAlias},
 		{"tenancy import: no argument", []string{"--kubeconfig", kc, "tenancy", "import", "--confirm"}, nil, "tenancy import takes one argument"},
+		{"resealed plan: deletes a user's namespace it no longer lists as protected", []string{"--kubeconfig", kc, "apply", deleteProtected, "--confirm"}, nil, "prod-ws1-1 is protected"},
+		{"resealed plan: deletes a user's Secret in kube-system", []string{"--kubeconfig", kc, "apply", userSecret, "--confirm"}, setupUserSecret, "does not find it is KubeSphere's"},
+		{"resealed plan: strips a label that ties nothing", []string{"--kubeconfig", kc, "apply", untiedLabel, "--confirm"}, setupUntiedLabel, "no tie to KubeSphere/KubeFed in label payments.example.com/tier"},
+		{"plan not the one reviewed (--expect-digest)", []string{"--kubeconfig", kc, "apply", good, "--confirm", "--expect-digest", "sha256:0000"}, nil, "not the sha256:0000 expected"},
 		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
 	}
 	for _, c := range cases {
@@ -131,7 +208,11 @@ func TestBadInputTable(t *testing.T) {
 			if out != "" {
 				t.Fatalf("refused input printed a result on stdout: %.300q", out)
 			}
-			if writes, _ := st.CP.PersistedWritesSince(mark, controlplane.AdminUser); len(writes) > 0 {
+			writes, err := st.CP.PersistedWritesSince(mark, controlplane.AdminUser)
+			if err != nil {
+				t.Fatalf("audit log: %v", err)
+			}
+			if len(writes) > 0 {
 				t.Fatalf("refused input wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
 			}
 		})

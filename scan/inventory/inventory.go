@@ -75,6 +75,9 @@ type Inventory struct {
 	Secrets map[string]*corev1.Secret // "namespace/name"
 	// Warnings name what could not be read (e.g. forbidden lists).
 	Warnings []string
+	// Unread are the types ("group/Kind") that could not be listed: the
+	// scan cannot say what their objects are.
+	Unread []string
 
 	byUID  map[types.UID]*Object
 	byKind map[string][]*Object
@@ -174,6 +177,9 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 				// metrics.k8s.io whose server is down) only matters for owner
 				// references into the footprint: say it was not read, and go on.
 				warn("could not list %s: %v", r.GVR.GroupResource(), err)
+				mu.Lock()
+				inv.Unread = append(inv.Unread, r.GVR.Group+"/"+r.Kind)
+				mu.Unlock()
 				return nil
 			default:
 				return fmt.Errorf("list %s: %w", r.GVR.GroupResource(), err)
