@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ks-clean/ks-clean/api"
-	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/test/controlplane"
