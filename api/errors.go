@@ -73,7 +73,7 @@ var ErrInterrupted = errors.New("apply interrupted; run the same command again t
 // ran (another holder took it, or it could not renew it in time): it issued
 // no write after noticing, and its journal lets it resume once the other
 // holder is done.
-var ErrLeaseLost = errors.New("lost the cluster's Lease: another ks-clean apply may hold the cluster; no write was issued after the loss was noticed")
+var ErrLeaseLost = errors.New("lost the cluster's Lease: another ks-clean run may hold the cluster; no write was issued after the loss was noticed")
 
 // ErrGuardTripped is returned when an apply stopped because a protected
 // namespace or retained volume began to be deleted while it ran, on a

@@ -239,7 +239,7 @@ func TestRefusals(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	check("lease held", e.plan, uninstall.Options{}, "another ks-clean apply holds the cluster")
+	check("lease held", e.plan, uninstall.Options{}, "another ks-clean run holds the cluster")
 	if err := e.s.Kube.CoordinationV1().Leases("kube-system").Delete(context.Background(), "ks-clean", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -173,7 +173,7 @@ func TestBadInputTable(t *testing.T) {
 		{"protect: no such namespace", []string{"--kubeconfig", kc, "plan", "--protect", "prod-ws1-9"}, nil, "no namespace of that name"},
 		{"protect: a namespace the plan deletes", []string{"--kubeconfig", kc, "plan", "--protect", "kubesphere-system"}, nil, "move what you need out of it first"},
 		{"remove-apiservice: no such APIService", []string{"--kubeconfig", kc, "plan", "--remove-apiservice", "v1.nope.example.com"}, nil, "no such APIService"},
-		{"lease held", []string{"--kubeconfig", kc, "apply", good, "--confirm"}, leaseHeld, "another ks-clean apply holds the cluster"},
+		{"lease held", []string{"--kubeconfig", kc, "apply", good, "--confirm"}, leaseHeld, "another ks-clean run holds the cluster"},
 		{"reinstall: no chart", []string{"--kubeconfig", kc, "reinstall", "--dry-run"}, nil, "reinstall needs --chart"},
 		{"reinstall: chart that does not load", []string{"--kubeconfig", kc, "reinstall", "--chart", filepath.Join(dir, "nope"), "--dry-run", "--work-dir", filepath.Join(dir, "work")}, nil, "nope"},
 		{"unknown command", []string{"--kubeconfig", kc, "aply", good}, nil, `did you mean "apply"?`},
