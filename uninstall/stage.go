@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -266,7 +267,13 @@ func (a *stage) preflight(ctx context.Context) (map[string]*resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Protected = append(p.Protected, extra...)
+	if len(extra) > 0 {
+		// The stage guarded and verified is the plan's plus what the fresh
+		// scan protects; the plan itself (and its digest) stays as read.
+		st := *p
+		st.Protected = append(slices.Clone(p.Protected), extra...)
+		a.Plan = &st
+	}
 	if !a.noDriftCheck {
 		if err := a.checkDrift(fp); err != nil {
 			return nil, err
