@@ -61,7 +61,7 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		// without a backup: refused.
 		n, err := a.reusableBackup(root)
 		if err != nil {
-			return 0, nil, api.Refuse(api.FixBackupDir, "%s is not the backup an earlier run of this plan's apply took (%w): apply will not go on without its own backup; move %s away (keep it if an earlier apply of this plan wrote it) and run apply again", index, err, root)
+			return 0, nil, notOurBackup(index, root, err)
 		}
 		return n, nil, nil
 	}
@@ -190,8 +190,9 @@ func (a *stage) stageJSON() ([]byte, error) {
 // reusableBackup checks that the backup in root is the one an earlier real
 // run of this very stage took: complete and as written (api.ReadBackup),
 // of this plan's stage and cluster, and taken after this stage's journal
-// was started (apply starts the journal before it backs up). It returns
-// how many objects it holds.
+// was started (apply starts the journal before it backs up; openJournal
+// checked the same before the run's first write). It returns how many
+// objects it holds.
 func (a *stage) reusableBackup(root string) (int, error) {
 	x, _, err := api.ReadBackup(root)
 	if err != nil {
