@@ -162,7 +162,7 @@ func Check(p *api.RestorePlan, srcs []*Source, o Options) error {
 				}
 			case api.ActionScale:
 				n := f.scaled[step.Target.UID]
-				if n == nil || step.Replicas == nil || *n != *step.Replicas || f.targets[step.Target.UID] != step.Target {
+				if n == nil || step.Replicas == nil || *n != *step.Replicas || !sameObject(f.targets[step.Target.UID], step.Target) {
 					bad = "apply did not scale it down from that count"
 				}
 			default:
