@@ -300,4 +300,3 @@ func compare(ctx context.Context, m *kube.Resolver, u *unstructured.Unstructured
 	}
 	return differs, nil
 }
-

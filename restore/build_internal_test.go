@@ -68,7 +68,7 @@ func TestEqualComparesNumbersByValue(t *testing.T) {
 	live := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "Service",
 		"metadata": map[string]any{"name": "s", "namespace": "n", "uid": "new"},
-		"spec": map[string]any{"clusterIP": "10.0.0.9", "ports": []any{map[string]any{"port": int64(80), "targetPort": int64(8080)}}},
+		"spec":     map[string]any{"clusterIP": "10.0.0.9", "ports": []any{map[string]any{"port": int64(80), "targetPort": int64(8080)}}},
 	}}
 	backed := live.DeepCopy()
 	backed.SetUID("old")
