@@ -51,7 +51,9 @@ grant or intercept access are created only for the kinds named with
 RoleBinding, admission webhooks and policies, APIService, and Secrets
 outside the namespaces the apply deleted. Without it, restore lists them
 and refuses; check them in the backup, then name their kinds. Restoring
-KubeSphere needs its RBAC and webhooks back: see docs/runbook-restore.md. The plan it runs is saved as BACKUP/restore-plan.json
+KubeSphere needs its RBAC and webhooks back: see docs/runbook-restore.md.
+
+The plan it runs is saved as BACKUP/restore-plan.json
 and its progress journaled beside it: after a crash or Ctrl-C the same
 command resumes. It holds the cluster's Lease, as apply does, and ends with a
 check that every object it created is there and every object apply kept
@@ -61,16 +63,16 @@ Examples:
    # what would come back, every write sent with dryRun=All
    ks-clean restore plan.json.apply --dry-run
 
-   # KubeSphere's own RBAC and webhooks too, once checked
+   # KubeSphere's own RBAC and webhooks too, once the list is checked
    ks-clean restore plan.json.apply --dry-run --allow-kind ClusterRole \
-     --allow-kind ClusterRoleBinding --allow-kind RoleBinding \
+     --allow-kind ClusterRoleBinding --allow-kind Role --allow-kind RoleBinding \
      --allow-kind ValidatingWebhookConfiguration --allow-kind MutatingWebhookConfiguration
 
-   # restore, typing the context name to confirm
-   ks-clean restore plan.json.apply
+   # restore with the same flags, typing the context name to confirm
+   ks-clean restore plan.json.apply --allow-kind ClusterRole ...
 
    # unattended, result as JSON
-   ks-clean restore plan.json.apply --yes -o json > restored.json`,
+   ks-clean restore plan.json.apply --allow-kind ClusterRole ... --yes -o json > restored.json`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
 			confirmFlag(&confirmed, "do not ask: restore"),
