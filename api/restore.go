@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"os"
 	"time"
 )
 
@@ -121,9 +120,9 @@ func WriteRestorePlan(path string, p *RestorePlan) error {
 
 // ReadRestorePlan loads a restore plan and checks its digest.
 func ReadRestorePlan(path string) (*RestorePlan, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadRegularFile(path, MaxBackupRecordBytes)
 	if err != nil {
-		return nil, err
+		return nil, Refuse(FixBackup, "restore plan %s: %w: move it away and run restore again", path, err)
 	}
 	var p RestorePlan
 	if err := json.Unmarshal(b, &p); err != nil || p.Kind != KindRestorePlan {

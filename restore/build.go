@@ -33,6 +33,10 @@ type Options struct {
 	// StopAfter, when positive, stops after that many writes as if
 	// interrupted (tests use it to prove resumption).
 	StopAfter int
+	// AllowKinds are the kinds of SensitiveKinds the operator allows
+	// restore to create (--allow-kind); any other object of those kinds in
+	// the restore refuses it.
+	AllowKinds []string
 }
 
 // DefaultOptions are every option's default.
@@ -56,6 +60,9 @@ func Build(ctx context.Context, srcs []*Source, clients map[string]*kube.Clients
 			return nil, err
 		}
 		p.Stages = append(p.Stages, *st)
+	}
+	if err := Check(p, srcs, o); err != nil {
+		return nil, err
 	}
 	return p, p.Seal()
 }
@@ -93,28 +100,11 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 	}
 	st := &api.RestoreStage{Name: src.Stage.Name, Cluster: src.Stage.Cluster, Dir: src.Dir, BackupDigest: src.Index.Digest,
 		Steps: []api.RestoreStep{}, Conflicts: []api.RestoreNote{}, Kept: []api.RestoreNote{}, Protected: src.Stage.Protected}
-	deleted, deletedNS := map[string]bool{}, map[string]bool{}
-	scaled := map[string]*int64{}
-	var detached []api.Step
-	for _, s := range src.Stage.Steps {
-		if s.Action == api.ActionDelete && src.gone(s.ID) {
-			deleted[s.Target.UID] = true
-			if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
-				deletedNS[s.Target.Name] = true
-			}
-		}
-		if !src.done(s.ID) {
-			continue
-		}
-		switch s.Action {
-		case api.ActionScale:
-			scaled[s.Target.UID] = s.Replicas
-		case api.ActionPatch:
-			if s.Remove != nil && (len(s.Remove.OwnerReferences) > 0 || len(s.Remove.Labels) > 0) {
-				detached = append(detached, s)
-			}
-		}
+	f, err := analyze(src)
+	if err != nil {
+		return nil, err
 	}
+	deleted, deletedNS, detached := f.deleted, f.deletedNS, f.detached
 	for _, s := range src.Stage.Steps {
 		if !src.done(s.ID) {
 			continue
@@ -124,6 +114,11 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: fmt.Sprintf("reclaim policy stays Retain (it was %s): a released volume set back to Delete would be deleted with its data; a restored claim is bound to it again", s.ReclaimPolicy)})
 		case s.Action == api.ActionHelmUninstall && !deletedNS[s.Target.Namespace]:
 			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "Helm's record of this release was not in a namespace apply deleted, so it is not in the backup: install the release again with helm"})
+		}
+	}
+	for _, s := range src.Stage.Steps {
+		if s.Action == api.ActionDelete && src.Finished[s.ID].Status != "" && !src.gone(s.ID) {
+			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "apply left it alone (re-created since planning): not restored"})
 		}
 	}
 	if !o.Reattach {
@@ -144,12 +139,12 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 	byUID := map[string]*cand{}
 	owners := map[string][]string{}
 	for _, e := range src.Index.Objects {
-		if skipped(e.ObjectRef) || !(deleted[e.UID] || deletedNS[e.Namespace]) {
+		if skipped(e.ObjectRef) || !f.restorable(e) {
 			continue
 		}
-		u, err := readObject(src.Dir, e.File)
+		u, err := readObject(src.Dir, e)
 		if err != nil {
-			return nil, api.Refuse(api.FixBackup, "backup %s: %v", src.Dir, err)
+			return nil, api.Refuse(api.FixBackup, "backup %s: %w", src.Dir, err)
 		}
 		if serviceAccountToken(u) {
 			st.Kept = append(st.Kept, api.RestoreNote{Object: e.ObjectRef, Reason: "a ServiceAccount's token Secret: it is bound to the deleted account's UID, so the token controller would delete it again. Before Kubernetes 1.24 the controller gives the restored account a new one by itself; later, create the Secret again (annotation kubernetes.io/service-account.name) if something reads it"})
@@ -244,7 +239,7 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 	}
 	for _, s := range src.Stage.Steps {
-		if n := scaled[s.Target.UID]; s.Action == api.ActionScale && src.done(s.ID) && n != nil {
+		if n := f.scaled[s.Target.UID]; s.Action == api.ActionScale && src.done(s.ID) && n != nil {
 			add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionScale, Target: s.Target, Replicas: n})
 		}
 	}
@@ -305,7 +300,3 @@ func compare(ctx context.Context, m *kube.Resolver, u *unstructured.Unstructured
 	}
 	return differs, nil
 }
-
-// equal: the same content, but for what the server sets and the owners'
-// UIDs (a restored owner has a new one).
-var equal = kube.SameContent

@@ -11,11 +11,17 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -43,6 +49,11 @@ func comparable(u *unstructured.Unstructured) map[string]any {
 	if c.GetKind() == "ServiceAccount" {
 		// Its token Secrets, listed by the token controller before 1.24.
 		unstructured.RemoveNestedField(c.Object, "secrets")
+	}
+	if ip, _, _ := unstructured.NestedString(c.Object, "spec", "clusterIP"); c.GetKind() == "Service" && ip != "None" {
+		// Allocated again by restore.
+		unstructured.RemoveNestedField(c.Object, "spec", "clusterIP")
+		unstructured.RemoveNestedField(c.Object, "spec", "clusterIPs")
 	}
 	refs := c.GetOwnerReferences()
 	for i := range refs {
@@ -77,8 +88,13 @@ func apply(t *testing.T, c *kube.Clients, p *api.Plan, dir string) *uninstall.Re
 	return res
 }
 
+// KubeSphere's own RBAC, webhooks and APIServices come back too: the
+// backup is the one this test's apply wrote.
+var allowAll = restore.SensitiveKinds
+
 func restorePlan(t *testing.T, c *kube.Clients, dir string, o restore.Options) *api.RestorePlan {
 	t.Helper()
+	o.AllowKinds = allowAll
 	srcs, err := restore.Load(dir)
 	if err != nil {
 		t.Fatalf("load the backup: %v", err)
@@ -111,6 +127,7 @@ func TestApplyThenRestore(t *testing.T) {
 	// KubeSphere's data on a volume: apply retains it and deletes the claim
 	// with kubesphere-system; restore must bind the new claim to it again.
 	volumeDir := fixture.StaticVolume(t, st.Seeder.Kube, fixture.KubeSphereNamespace, "data", "pv-restore")
+	workloads := seedWorkloads(t, st.Seeder.Kube, fixture.KubeSphereNamespace)
 	before := map[fixture.Ref]map[string]any{}
 	for _, r := range st.Seeder.Seeded.Footprint {
 		u, err := st.Seeder.Get(ctx, r)
@@ -231,6 +248,7 @@ func TestApplyThenRestore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(volumeDir, "data")); err != nil {
 		t.Fatalf("the volume's data is gone: %v", err)
 	}
+	checkWorkloads(t, st.Seeder.Kube, fixture.KubeSphereNamespace, workloads)
 	var notBack, changed []string
 	for r, want := range before {
 		r.UID = ""
@@ -267,6 +285,13 @@ func TestApplyThenRestore(t *testing.T) {
 	ro := restore.DefaultOptions()
 	ro.Reattach = true
 	rp2 := restorePlan(t, c, reattach, ro)
+	// Restored objects compare equal to their backup (numbers, what the
+	// server generates): no conflict but the ClusterRole taken above.
+	for _, c := range rp2.Stages[0].Conflicts {
+		if c.Object.Name != taken.Name {
+			t.Errorf("restored %s is a conflict with its own backup: %s", c.Object, c.Reason)
+		}
+	}
 	reattached, err := (&restore.Restore{Plan: rp2, Clients: map[string]*kube.Clients{rp2.Stages[0].Cluster.Context: c}, PlanPath: filepath.Join(reattach, restore.PlanFile), Options: ro}).Run(ctx)
 	if err != nil || reattached.Created == 0 {
 		t.Fatalf("restore --reattach: %v (%+v)", err, reattached)
@@ -396,7 +421,7 @@ func TestRestoreHostAndMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, err := restore.Build(ctx, srcs, clients, dir, restore.Options{})
+	rp, err := restore.Build(ctx, srcs, clients, dir, restore.Options{AllowKinds: allowAll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,4 +462,94 @@ func TestRestoreHostAndMember(t *testing.T) {
 			t.Errorf("%s: %d footprint objects not back (%s), %d back but changed (%s)", name, len(notBack), strings.Join(notBack, ", "), len(changed), strings.Join(changed, ", "))
 		}
 	}
+}
+
+// seedWorkloads makes, in KubeSphere's namespace ns, objects whose restore
+// needs what the server generated taken out (issue 22, item 11): Services
+// (a plain one, a load balancer with a node port and a health check port, a
+// headless one), a Job (its selector and controller-uid labels are the
+// server's) and a StatefulSet. They hold numbers, which a backup decoded
+// as float64 would never compare equal to the server's int64.
+func seedWorkloads(t *testing.T, kc kubernetes.Interface, ns string) map[string]types.UID {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app": "ks-test"}
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers:    []corev1.Container{{Name: "c", Image: "kubesphere/ks-test:v1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+	}}
+	uids := map[string]types.UID{}
+	svcs := []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Name: "ks-test"}, Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "ks-test-lb"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal, Selector: labels,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), NodePort: 31880}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "ks-test-headless"}, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: labels, Ports: []corev1.ServicePort{{Port: 8080}}}},
+	}
+	for _, s := range svcs {
+		got, err := kc.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids["Service/"+s.Name] = got.UID
+	}
+	job, err := kc.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "ks-test-post-install"}, Spec: batchv1.JobSpec{Template: tmpl}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Spec.Selector == nil || job.Spec.Template.Labels["batch.kubernetes.io/controller-uid"] != string(job.UID) {
+		t.Fatalf("the server did not generate the Job's selector and labels: %+v", job.Spec)
+	}
+	uids["Job/"+job.Name] = job.UID
+	sts, err := kc.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "ks-test"}, Spec: appsv1.StatefulSetSpec{
+		Replicas: ptr.To[int32](2), ServiceName: "ks-test-headless", Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: tmpl.ObjectMeta, Spec: corev1.PodSpec{Containers: tmpl.Spec.Containers}},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids["StatefulSet/"+sts.Name] = sts.UID
+	return uids
+}
+
+// checkWorkloads: each is back, new, as it was where it matters.
+func checkWorkloads(t *testing.T, kc kubernetes.Interface, ns string, old map[string]types.UID) {
+	t.Helper()
+	ctx := context.Background()
+	fresh := func(kind, name string, uid types.UID, err error) bool {
+		if err != nil {
+			t.Errorf("%s %s/%s is not back after restore: %v", kind, ns, name, err)
+			return false
+		}
+		if uid == old[kind+"/"+name] {
+			t.Errorf("%s %s/%s still has its UID from before apply", kind, ns, name)
+		}
+		return true
+	}
+	svc, err := kc.CoreV1().Services(ns).Get(ctx, "ks-test", metav1.GetOptions{})
+	if fresh("Service", "ks-test", uidOf(svc), err) && (svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.IntVal != 8080) {
+		t.Errorf("restored Service ks-test: %+v", svc.Spec)
+	}
+	lb, err := kc.CoreV1().Services(ns).Get(ctx, "ks-test-lb", metav1.GetOptions{})
+	if fresh("Service", "ks-test-lb", uidOf(lb), err) && (lb.Spec.Ports[0].NodePort != 31880 || lb.Spec.HealthCheckNodePort == 0) {
+		t.Errorf("restored Service ks-test-lb: node port %d (want 31880 kept), health check node port %d", lb.Spec.Ports[0].NodePort, lb.Spec.HealthCheckNodePort)
+	}
+	hl, err := kc.CoreV1().Services(ns).Get(ctx, "ks-test-headless", metav1.GetOptions{})
+	if fresh("Service", "ks-test-headless", uidOf(hl), err) && hl.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("restored headless Service has cluster IP %q", hl.Spec.ClusterIP)
+	}
+	job, err := kc.BatchV1().Jobs(ns).Get(ctx, "ks-test-post-install", metav1.GetOptions{})
+	if fresh("Job", "ks-test-post-install", uidOf(job), err) && (job.Spec.Selector == nil || job.Spec.Template.Labels["batch.kubernetes.io/controller-uid"] != string(job.UID)) {
+		t.Errorf("restored Job: selector %v, template labels %v, want the new UID %s", job.Spec.Selector, job.Spec.Template.Labels, job.UID)
+	}
+	sts, err := kc.AppsV1().StatefulSets(ns).Get(ctx, "ks-test", metav1.GetOptions{})
+	if fresh("StatefulSet", "ks-test", uidOf(sts), err) && (sts.Spec.Replicas == nil || *sts.Spec.Replicas != 2 || sts.Spec.ServiceName != "ks-test-headless") {
+		t.Errorf("restored StatefulSet: %+v", sts.Spec)
+	}
+}
+
+func uidOf(o metav1.Object) types.UID {
+	if reflect.ValueOf(o).IsNil() {
+		return ""
+	}
+	return o.GetUID()
 }

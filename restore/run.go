@@ -111,10 +111,15 @@ func (r *Restore) Run(ctx context.Context) (*Result, error) {
 	if r.Concurrency <= 0 {
 		r.Concurrency = d.Concurrency
 	}
+	entries := map[string]map[string]api.BackupEntry{}
 	for _, st := range r.Plan.Stages {
 		x, _, err := api.ReadBackup(st.Dir)
 		if err != nil {
 			return res, err
+		}
+		entries[st.Dir] = map[string]api.BackupEntry{}
+		for _, e := range x.Objects {
+			entries[st.Dir][e.File] = e
 		}
 		if x.Digest != st.BackupDigest {
 			return res, api.Refuse(api.FixBackup, "backup %s changed since restore plan %s was made: move the plan away and run restore again", st.Dir, r.PlanPath)
@@ -131,7 +136,7 @@ func (r *Restore) Run(ctx context.Context) (*Result, error) {
 	writes := 0
 	for i := range r.Plan.Stages {
 		st := &r.Plan.Stages[i]
-		sr, err := r.runStage(ctx, st, &writes)
+		sr, err := r.runStage(ctx, st, entries[st.Dir], &writes)
 		res.Stages = append(res.Stages, *sr)
 		for _, s := range sr.Steps {
 			switch s.Status {
@@ -177,12 +182,14 @@ type stage struct {
 	ctx     context.Context // writes: cancelled with the Lease
 	// scaledDown: workloads created with 0 replicas, scaled back last.
 	scaledDown map[string]bool
+	// entries: the backup's index, by file.
+	entries map[string]api.BackupEntry
 }
 
-func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, writes *int) (*StageResult, error) {
+func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries map[string]api.BackupEntry, writes *int) (*StageResult, error) {
 	sr := &StageResult{Name: st.Name, Steps: []StepResult{}}
 	c := r.Clients[st.Cluster.Context]
-	s := &stage{Restore: r, st: st, c: c, res: kube.NewResolver(c), ctx: context.WithoutCancel(ctx), scaledDown: map[string]bool{}}
+	s := &stage{Restore: r, st: st, c: c, res: kube.NewResolver(c), ctx: context.WithoutCancel(ctx), scaledDown: map[string]bool{}, entries: entries}
 	for _, step := range st.Steps {
 		if step.Action == api.ActionScale {
 			s.scaledDown[step.Target.UID] = true
@@ -307,7 +314,7 @@ func (s *stage) dryRun() []string {
 // not there is dropped: the garbage collector would delete the object at
 // once), 0 replicas for a workload scaled back later.
 func (s *stage) create(step *api.RestoreStep) (string, string, error) {
-	u, err := readObject(s.st.Dir, step.File)
+	u, err := s.read(step)
 	if err != nil {
 		return "", "", err
 	}
@@ -318,19 +325,19 @@ func (s *stage) create(step *api.RestoreStep) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	obj := kube.Portable(u)
+	obj := portable(u)
 	dropped := s.res.RemapOwners(s.ctx, obj)
 	if s.scaledDown[step.Target.UID] {
 		_ = unstructured.SetNestedField(obj.Object, int64(0), "spec", "replicas")
 	}
 	var created *unstructured.Unstructured
+	var notes []string
 	err = kube.Retry(s.ctx, func() (err error) {
 		created, err = ri.Create(s.ctx, obj, metav1.CreateOptions{DryRun: s.dryRun()})
-		if err != nil && isIPTaken(err) {
-			// The Service's old cluster IP went to another since: let the
-			// server choose.
-			unstructured.RemoveNestedField(obj.Object, "spec", "clusterIP")
-			unstructured.RemoveNestedField(obj.Object, "spec", "clusterIPs")
+		if err != nil && isPortTaken(err) && withoutNodePorts(obj) {
+			// A node port of the Service went to another since: let the
+			// server choose, and say so (clients outside use them).
+			notes = append(notes, "its node ports were taken since: the server chose new ones")
 			created, err = ri.Create(s.ctx, obj, metav1.CreateOptions{DryRun: s.dryRun()})
 		}
 		return err
@@ -351,17 +358,27 @@ func (s *stage) create(step *api.RestoreStep) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	detail := ""
 	if len(dropped) > 0 {
-		detail = "owner references dropped (owner not there): " + strings.Join(dropped, ", ")
+		notes = append(notes, "owner references dropped (owner not there): "+strings.Join(dropped, ", "))
 	}
+	detail := strings.Join(notes, "; ")
 	if err := s.rebind(created, u); err != nil {
 		return "", "", err
 	}
 	return StatusDone, detail, nil
 }
 
-func isIPTaken(err error) bool {
+// read reads the step's object from the backup, checked against the index
+// again: the file may have changed since the plan was made.
+func (s *stage) read(step *api.RestoreStep) (*unstructured.Unstructured, error) {
+	e, ok := s.entries[step.File]
+	if !ok || e.UID != step.Target.UID {
+		return nil, fmt.Errorf("%s: %s is not the backup's file of it", step.Target, step.File)
+	}
+	return readObject(s.st.Dir, e)
+}
+
+func isPortTaken(err error) bool {
 	return apierrors.IsInvalid(err) && strings.Contains(err.Error(), "already allocated")
 }
 
@@ -407,7 +424,7 @@ func (s *stage) rebind(created, backed *unstructured.Unstructured) error {
 // them, pointing at the owners as they exist now; on a restored object
 // (own), the owner references its owners were too late for.
 func (s *stage) reattach(step *api.RestoreStep, kept bool) (string, string, error) {
-	u, err := readObject(s.st.Dir, step.File)
+	u, err := s.read(step)
 	if err != nil {
 		return "", "", err
 	}

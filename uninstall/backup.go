@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -38,6 +39,11 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	}
 	known := map[string]*unstructured.Unstructured{}
 	root := a.BackupDir
+	// Secrets go in there: nothing in it may be a link, a special file or
+	// open to others (a planted 0666 file would be written into as is).
+	if err := api.CheckPrivateDir(a.BackupDir); err != nil {
+		return 0, nil, err
+	}
 	if a.DryRun {
 		// A dry run's backup shows what a real run would save; a real run
 		// never reuses it: the cluster may change before that run.
@@ -46,17 +52,18 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 			return 0, nil, api.Refuse(api.FixBackupDir, "replace the dry run's backup %s: %w", root, err)
 		}
 	}
-	dir := filepath.Join(root, "objects")
+	dir := filepath.Join(root, api.BackupObjectsDir)
 	index := filepath.Join(root, api.BackupIndexFile)
-	if b, err := os.ReadFile(index); err == nil && !a.DryRun {
+	if _, err := os.Lstat(index); err == nil && !a.DryRun {
 		// Taken by an earlier, interrupted real run of this stage: it
 		// holds the state before any write, which a new backup no longer
-		// could.
-		var prev api.BackupIndex
-		if err := json.Unmarshal(b, &prev); err != nil || prev.Plan != a.journalKey() {
-			return 0, nil, api.Refuse(api.FixBackupDir, "backup index %s is damaged or belongs to another plan: move it away to take a new backup", index)
+		// could. Anything else in its place would have apply go on
+		// without a backup: refused.
+		n, err := a.reusableBackup(root)
+		if err != nil {
+			return 0, nil, notOurBackup(index, root, err)
 		}
-		return len(prev.Objects), nil, nil
+		return n, nil, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, nil, api.Refuse(api.FixBackupDir, "backup directory %s: %w", root, err)
@@ -161,11 +168,11 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	// The stage goes with its backup, so that restore knows what apply
 	// was to do without the plan file; the index, written last, seals
 	// both with checksums.
-	sb, err := json.MarshalIndent(a.Plan, "", " ")
+	sb, err := a.stageJSON()
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(root, api.BackupStageFile), sb, 0o600); err != nil {
+	if err := api.WritePrivateFile(filepath.Join(root, api.BackupStageFile), sb); err != nil {
 		return 0, nil, fmt.Errorf("write backup: %w", err)
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].File < entries[j].File })
@@ -174,6 +181,72 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		return 0, nil, err
 	}
 	return len(entries), known, nil
+}
+
+func (a *stage) stageJSON() ([]byte, error) {
+	return json.MarshalIndent(a.Plan, "", " ")
+}
+
+// reusableBackup checks that the backup in root is the one an earlier real
+// run of this very stage took: complete and as written (api.ReadBackup),
+// of this plan's stage and cluster, and taken after this stage's journal
+// was started (apply starts the journal before it backs up; openJournal
+// checked the same before the run's first write). It returns how many
+// objects it holds.
+func (a *stage) reusableBackup(root string) (int, error) {
+	x, _, err := api.ReadBackup(root)
+	if err != nil {
+		return 0, err
+	}
+	sb, err := a.stageJSON()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case x.Plan != a.journalKey():
+		return 0, fmt.Errorf("it belongs to plan %s, not %s", x.Plan, a.journalKey())
+	case x.Cluster != a.Plan.Cluster.UID:
+		return 0, fmt.Errorf("it was taken on cluster %s, not %s", x.Cluster, a.Plan.Cluster.UID)
+	case x.StageSHA256 != api.FileSHA256(sb):
+		return 0, fmt.Errorf("its %s is not this plan's stage", api.BackupStageFile)
+	}
+	head, _, err := readJournalFile(filepath.Join(a.BackupDir, api.JournalFile))
+	if err != nil {
+		return 0, err
+	}
+	if head == nil || head.Step != "plan" || head.Detail != a.journalKey() || x.TakenAt.Before(head.At) {
+		return 0, fmt.Errorf("this stage's journal was started after it was taken, or names another plan")
+	}
+	return len(x.Objects), nil
+}
+
+// StageDirName names the backup directory of stage i (from 0) called name
+// in a plan of several stages, under apply's backup directory: "NN-NAME",
+// the name reduced to [a-z0-9.-] (a context name such as EKS's
+// arn:aws:eks:REGION:ACCOUNT:cluster/NAME holds '/' and ':'; a stage name
+// is never a path). The number keeps names that reduce alike apart.
+func StageDirName(i int, name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-'
+		switch {
+		case ok:
+			b.WriteRune(r)
+			dash = r == '-'
+		case !dash:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	s := strings.Trim(b.String(), "-.")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-.")
+	}
+	if s == "" {
+		s = "stage"
+	}
+	return fmt.Sprintf("%02d-%s", i+1, s)
 }
 
 // perNamespaceReads is the most deleted namespaces whose content the backup
@@ -197,30 +270,30 @@ func (w *objectWriter) write(u *unstructured.Unstructured) (api.BackupEntry, err
 	if g := u.GroupVersionKind().Group; g != "" {
 		kind += "." + g
 	}
-	rel := filepath.Join(ns, kind, strings.ReplaceAll(u.GetName(), "/", "_")+".json")
-	path := filepath.Join(w.dir, rel)
+	rel := path.Join(ns, kind, strings.ReplaceAll(u.GetName(), "/", "_")+".json")
+	file := filepath.Join(w.dir, filepath.FromSlash(rel))
 	w.mu.Lock()
-	made := w.made[filepath.Dir(path)]
+	made := w.made[filepath.Dir(file)]
 	w.mu.Unlock()
 	if !made {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 			return api.BackupEntry{}, err
 		}
 		w.mu.Lock()
-		w.made[filepath.Dir(path)] = true
+		w.made[filepath.Dir(file)] = true
 		w.mu.Unlock()
 	}
 	b, err := json.Marshal(u.Object)
 	if err != nil {
 		return api.BackupEntry{}, err
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := api.WritePrivateFile(file, b); err != nil {
 		return api.BackupEntry{}, err
 	}
 	return api.BackupEntry{ObjectRef: api.ObjectRef{
 		APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(),
 		UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
-	}, File: filepath.Join("objects", rel), SHA256: api.FileSHA256(b)}, nil
+	}, File: path.Join(api.BackupObjectsDir, rel), SHA256: api.FileSHA256(b)}, nil
 }
 
 // namespacedResources lists every listable namespaced type, to back up the

@@ -52,7 +52,7 @@ func TestJSONContract(t *testing.T) {
 		{"tenancy.json", "Tenancy", 0, []string{"tenancy", "export", "--keep-passwords"}},
 		{"dry-run.json", "ApplyResult", 0, []string{"apply", planFile, "--dry-run"}},
 		{"result.json", "ApplyResult", 0, []string{"apply", planFile, "--yes", "--finalizer-timeout", "20s"}},
-		{"restore-dry-run.json", "RestoreResult", 0, []string{"restore", planFile + ".apply", "--dry-run"}},
+		{"restore-dry-run.json", "RestoreResult", 0, append([]string{"restore", planFile + ".apply", "--dry-run"}, allowKinds()...)},
 		// On the cluster the apply just cleaned: uninstalls nothing, installs.
 		{"reinstall.json", "ReinstallResult", 0, []string{"reinstall", "--chart", chart, "--yes", "--work-dir", filepath.Join(dir, "work")}},
 		// The new install serves the tenancy types, and has no alias.

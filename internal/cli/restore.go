@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,7 +41,19 @@ scan' then names it again). Retained volumes keep the Retain policy.
 
 Before any write it refuses (exit 2, nothing changed) a backup that is
 incomplete, edited since apply wrote it, another cluster's, or of an apply
-that changed nothing. The plan it runs is saved as BACKUP/restore-plan.json
+that changed nothing; that holds a link, a special file, a path leaving the
+directory or a file too large; or whose index lists what apply would never
+have backed up. It creates only what the apply's journal says it deleted.
+
+A backup is a file anyone who could write it may have made. Objects that
+grant or intercept access are created only for the kinds named with
+--allow-kind (repeatable): ClusterRole, ClusterRoleBinding, Role,
+RoleBinding, admission webhooks and policies, APIService, and Secrets
+outside the namespaces the apply deleted. Without it, restore lists them
+and refuses; check them in the backup, then name their kinds. Restoring
+KubeSphere needs its RBAC and webhooks back: see docs/runbook-restore.md.
+
+The plan it runs is saved as BACKUP/restore-plan.json
 and its progress journaled beside it: after a crash or Ctrl-C the same
 command resumes. It holds the cluster's Lease, as apply does, and ends with a
 check that every object it created is there and every object apply kept
@@ -49,17 +63,23 @@ Examples:
    # what would come back, every write sent with dryRun=All
    ks-clean restore plan.json.apply --dry-run
 
-   # restore, typing the context name to confirm
-   ks-clean restore plan.json.apply
+   # KubeSphere's own RBAC and webhooks too, once the list is checked
+   ks-clean restore plan.json.apply --dry-run --allow-kind ClusterRole \
+     --allow-kind ClusterRoleBinding --allow-kind Role --allow-kind RoleBinding \
+     --allow-kind ValidatingWebhookConfiguration --allow-kind MutatingWebhookConfiguration
+
+   # restore with the same flags, typing the context name to confirm
+   ks-clean restore plan.json.apply --allow-kind ClusterRole ...
 
    # unattended, result as JSON
-   ks-clean restore plan.json.apply --yes -o json > restored.json`,
+   ks-clean restore plan.json.apply --allow-kind ClusterRole ... --yes -o json > restored.json`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
 			confirmFlag(&confirmed, "do not ask: restore"),
 			serverDryRunFlag(&o.DryRun),
 			&cli.BoolFlag{Name: "reattach", Destination: &o.Reattach, Usage: "give users' namespaces back the owner references and labels apply's detach removed"},
 			&cli.IntFlag{Name: "concurrency", Value: o.Concurrency, Destination: &o.Concurrency, Usage: "most writes in flight at once (1-64)"},
+			&cli.StringSliceFlag{Name: "allow-kind", Usage: "create objects of this kind from the backup (repeatable): " + strings.Join(restore.SensitiveKinds, ", ")},
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(output); err != nil {
@@ -70,6 +90,12 @@ Examples:
 			}
 			if err := checkConcurrency(o.Concurrency); err != nil {
 				return err
+			}
+			o.AllowKinds = c.StringSlice("allow-kind")
+			for _, k := range o.AllowKinds {
+				if !slices.Contains(restore.SensitiveKinds, k) {
+					return exitcode.New(exitcode.Usage, fmt.Errorf("--allow-kind %q: not a kind restore asks for; one of %s", k, strings.Join(restore.SensitiveKinds, ", ")))
+				}
 			}
 			dir := c.Args().First()
 			srcs, err := restore.Load(dir)
@@ -88,8 +114,13 @@ Examples:
 			// and saves nothing: the cluster may change before the real run.
 			planPath := filepath.Join(dir, restore.PlanFile)
 			var p *api.RestorePlan
-			if _, serr := os.Stat(planPath); serr == nil && !o.DryRun {
+			if _, serr := os.Lstat(planPath); serr == nil && !o.DryRun {
 				if p, err = api.ReadRestorePlan(planPath); err != nil {
+					return err
+				}
+				// Saved by an earlier run, or by anyone: it may do only
+				// what the backup and the flags allow.
+				if err := restore.Check(p, srcs, o); err != nil {
 					return err
 				}
 			} else {

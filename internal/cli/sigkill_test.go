@@ -102,10 +102,10 @@ func TestSIGKILLAndResume(t *testing.T) {
 	backup := planFile + ".apply"
 	journal = filepath.Join(backup, "restore-journal.jsonl")
 	for _, k := range []int{1, 30, 70} {
-		killed := killAfter(t, journal, k, "--kubeconfig", cp.AdminKubeconfig, "restore", backup, "--confirm")
+		killed := killAfter(t, journal, k, append([]string{"--kubeconfig", cp.AdminKubeconfig, "restore", backup, "--confirm"}, allowKinds()...)...)
 		t.Logf("restore k=%d: killed=%v, journal has %d finished steps", k, killed, journalSteps(journal))
 	}
-	out, err = ksClean("--kubeconfig", cp.AdminKubeconfig, "restore", backup, "--confirm").CombinedOutput()
+	out, err = ksClean(append([]string{"--kubeconfig", cp.AdminKubeconfig, "restore", backup, "--confirm"}, allowKinds()...)...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "verified") {
 		t.Fatalf("final restore: %v\n%s", err, out)
 	}
