@@ -20,6 +20,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/uninstall"
 )
 
@@ -132,11 +133,37 @@ func (r *Restore) Run(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 	}
+	// Journals first, then one Lease per cluster for the whole restore:
+	// a refusal of either writes nothing, and no other run writes to a
+	// cluster between two of its stages.
+	journals := make([]*uninstall.Journal, len(r.Plan.Stages))
+	leases := map[string]*lease.Lease{}
+	if !r.DryRun {
+		for i, st := range r.Plan.Stages {
+			j, err := uninstall.OpenJournal(st.Dir, JournalFile, r.Plan.Digest)
+			if err != nil {
+				return res, api.Refuse(api.FixBackup, "%s of %s is another restore plan's: move it away to start over (what an earlier restore created is then found present, not created twice)", JournalFile, st.Dir)
+			}
+			defer j.Close()
+			journals[i] = j
+		}
+		for _, st := range r.Plan.Stages {
+			if leases[st.Cluster.UID] != nil {
+				continue
+			}
+			l, err := lease.Acquire(ctx, r.Clients[st.Cluster.Context].Kube, lease.Options{Duration: r.LeaseDuration, Check: r.LeaseCheck})
+			if err != nil {
+				return res, err
+			}
+			defer l.Release()
+			leases[st.Cluster.UID] = l
+		}
+	}
 	v := &Verification{OK: true, Problems: []string{}}
 	writes := 0
 	for i := range r.Plan.Stages {
 		st := &r.Plan.Stages[i]
-		sr, err := r.runStage(ctx, st, entries[st.Dir], &writes)
+		sr, err := r.runStage(ctx, st, entries[st.Dir], journals[i], leases[st.Cluster.UID], &writes)
 		res.Stages = append(res.Stages, *sr)
 		for _, s := range sr.Steps {
 			switch s.Status {
@@ -186,7 +213,7 @@ type stage struct {
 	entries map[string]api.BackupEntry
 }
 
-func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries map[string]api.BackupEntry, writes *int) (*StageResult, error) {
+func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries map[string]api.BackupEntry, j *uninstall.Journal, l *lease.Lease, writes *int) (*StageResult, error) {
 	sr := &StageResult{Name: st.Name, Steps: []StepResult{}}
 	c := r.Clients[st.Cluster.Context]
 	s := &stage{Restore: r, st: st, c: c, res: kube.NewResolver(c), ctx: context.WithoutCancel(ctx), scaledDown: map[string]bool{}, entries: entries}
@@ -197,18 +224,7 @@ func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries ma
 	}
 	lost := func() error { return nil }
 	if !r.DryRun {
-		lock, err := uninstall.AcquireLock(ctx, c.Kube, r.LeaseDuration, r.LeaseCheck)
-		if err != nil {
-			return sr, err
-		}
-		defer lock.Release()
-		s.ctx, lost = lock.Context(), lock.Lost
-		j, err := uninstall.OpenJournal(st.Dir, JournalFile, r.Plan.Digest)
-		if err != nil {
-			return sr, api.Refuse(api.FixBackup, "%s of %s is another restore plan's: move it away to start over (what an earlier restore created is then found present, not created twice)", JournalFile, st.Dir)
-		}
-		defer j.Close()
-		s.journal = j
+		s.ctx, lost, s.journal = l.Context(), l.Lost, j
 	}
 	var mu sync.Mutex
 	record := func(step *api.RestoreStep, status, detail string) {
