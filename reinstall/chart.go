@@ -147,7 +147,7 @@ func (r *Reinstall) loadChart() (*chart.Chart, map[string]any, *ChartInfo, error
 	}
 	settings := helmcli.New()
 	settings.SetNamespace(r.Namespace)
-	tr := chartTransport(http.DefaultTransport.(*http.Transport), r.InsecureHTTP)
+	tr := chartTransport(baseTransport(), r.InsecureHTTP)
 	rc, err := registry.NewClient(registry.ClientOptHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
 		return nil, nil, nil, err
@@ -236,6 +236,10 @@ func (r *Reinstall) loadChart() (*chart.Chart, map[string]any, *ChartInfo, error
 	}
 	return ch, vals, info, nil
 }
+
+// baseTransport is what chartTransport starts from (tests trust their own
+// TLS servers through it).
+var baseTransport = func() *http.Transport { return http.DefaultTransport.(*http.Transport) }
 
 // chartTransport is base for fetching charts and values: plain http is
 // refused (a redirect from https included) unless insecureHTTP, and no
