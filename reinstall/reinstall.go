@@ -39,12 +39,12 @@ type Options struct {
 	// Verify checks the chart archive against its provenance file (.prov
 	// beside it) with a key of Keyring (default: the user's GnuPG public
 	// keyring, as Helm's), and refuses a chart that fails.
-	Verify  bool
-	Keyring string
-	Namespace      string // default kubesphere-system
-	Release        string // default ks-core
-	ValueFiles     []string
-	Set            []string
+	Verify     bool
+	Keyring    string
+	Namespace  string // default kubesphere-system
+	Release    string // default ks-core
+	ValueFiles []string
+	Set        []string
 	// KeepWorkspaceLabels leaves kubesphere.io/workspace on namespaces so
 	// the new install re-binds them.
 	KeepWorkspaceLabels bool
@@ -82,17 +82,17 @@ const KindResult = "ReinstallResult"
 
 // Result says what happened, phase by phase.
 type Result struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	PlanPath   string            `json:"planPath"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	PlanPath   string `json:"planPath"`
 	// Chart is the chart installed (or rendered), with its digest.
-	Chart *ChartInfo `json:"chart,omitempty"`
-	Steps      int               `json:"steps"`
-	Uninstall  *uninstall.Result `json:"uninstall,omitempty"`
-	Clean      bool              `json:"clean"`
-	Release    *ReleaseInfo      `json:"release,omitempty"`
-	Healthy    bool              `json:"healthy"`
-	Problems   []string          `json:"problems,omitempty"`
+	Chart     *ChartInfo        `json:"chart,omitempty"`
+	Steps     int               `json:"steps"`
+	Uninstall *uninstall.Result `json:"uninstall,omitempty"`
+	Clean     bool              `json:"clean"`
+	Release   *ReleaseInfo      `json:"release,omitempty"`
+	Healthy   bool              `json:"healthy"`
+	Problems  []string          `json:"problems,omitempty"`
 	// TenancyFile is the tenancy export (--keep-tenancy), kept after the
 	// reinstall: 'ks-clean tenancy import' re-applies it.
 	TenancyFile string `json:"tenancyFile,omitempty"`
