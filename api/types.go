@@ -8,6 +8,7 @@ package api
 
 import (
 	"fmt"
+	"time"
 )
 
 // APIVersion is the plan format this build writes and reads. v1alpha2: a
@@ -149,6 +150,19 @@ type Step struct {
 	// ReclaimPolicy the policy found at planning time (to restore by hand).
 	Claim         *ObjectRef `json:"claim,omitempty"`
 	ReclaimPolicy string     `json:"reclaimPolicy,omitempty"`
+	// Release, for helm-uninstall steps, is the release as planned: apply
+	// refuses to uninstall a release installed or upgraded since.
+	Release *ReleaseRef `json:"release,omitempty"`
+}
+
+// ReleaseRef is what a plan saw of a Helm release: its latest revision,
+// that revision's chart (name-version, as 'helm list' shows it) and when
+// that revision was deployed (a release uninstalled and installed again
+// starts again at revision 1).
+type ReleaseRef struct {
+	Revision int        `json:"revision"`
+	Chart    string     `json:"chart,omitempty"`
+	Deployed *time.Time `json:"deployed,omitempty"`
 }
 
 // Cascade is what a delete takes with it, once the plan's detaches are

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"helm.sh/helm/v3/pkg/release"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ks-clean/ks-clean/api"
@@ -178,7 +179,10 @@ func teardown(r *scan.Result, kind api.StageKind, name string, o Options) api.St
 		if rel.Chart != nil && rel.Chart.Metadata != nil {
 			chart = fmt.Sprintf(" (chart %s %s)", rel.Chart.Metadata.Name, rel.Chart.Metadata.Version)
 		}
-		b.add(api.PhaseHelm, api.ActionHelmUninstall, t, fmt.Sprintf("Helm release of KubeSphere/KubeFed%s, status %s", chart, rel.Info.Status), nil)
+		// What apply checks before uninstalling: a release upgraded or
+		// installed again since is not the one this plan was made for.
+		ref := ReleaseRef(rel)
+		b.add(api.PhaseHelm, api.ActionHelmUninstall, t, fmt.Sprintf("Helm release of KubeSphere/KubeFed%s, status %s", chart, rel.Info.Status), func(s *api.Step) { s.Release = ref })
 	}
 	for _, m := range b.members[api.PhaseNamespaces] {
 		// KubeSphere's namespace finalizer outlives its controller: a
@@ -329,4 +333,19 @@ func sortedRefs(m map[string]api.ObjectRef) []api.ObjectRef {
 		return out[i].String() < out[j].String()
 	})
 	return out
+}
+
+// ReleaseRef is what a helm-uninstall step records of the release it
+// uninstalls, and what apply compares with the release's latest revision:
+// its revision, chart (name-version) and deployment time.
+func ReleaseRef(rel *release.Release) *api.ReleaseRef {
+	ref := &api.ReleaseRef{Revision: rel.Version}
+	if rel.Chart != nil && rel.Chart.Metadata != nil {
+		ref.Chart = rel.Chart.Metadata.Name + "-" + rel.Chart.Metadata.Version
+	}
+	if rel.Info != nil && !rel.Info.LastDeployed.IsZero() {
+		d := rel.Info.LastDeployed.Time.UTC()
+		ref.Deployed = &d
+	}
+	return ref
 }

@@ -15,11 +15,6 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	helmcli "helm.sh/helm/v3/pkg/cli"
-	"helm.sh/helm/v3/pkg/cli/values"
-	"helm.sh/helm/v3/pkg/getter"
-	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 
@@ -35,13 +30,21 @@ import (
 
 // Options of a reinstall.
 type Options struct {
-	// Chart is a local chart directory, a .tgz, a URL to a chart archive or
-	// an oci:// reference; Version pins the chart version for the last two.
+	// Chart is a local chart directory or .tgz, an https:// URL to a chart
+	// archive, or an oci:// reference; Version, the exact chart version,
+	// is required for the last two and checked against the chart for all.
 	Chart, Version string
-	Namespace      string // default kubesphere-system
-	Release        string // default ks-core
-	ValueFiles     []string
-	Set            []string
+	// InsecureHTTP allows an http:// chart or values file.
+	InsecureHTTP bool
+	// Verify checks the chart archive against its provenance file (.prov
+	// beside it) with a key of Keyring (default: the user's GnuPG public
+	// keyring, as Helm's), and refuses a chart that fails.
+	Verify     bool
+	Keyring    string
+	Namespace  string // default kubesphere-system
+	Release    string // default ks-core
+	ValueFiles []string
+	Set        []string
 	// KeepWorkspaceLabels leaves kubesphere.io/workspace on namespaces so
 	// the new install re-binds them.
 	KeepWorkspaceLabels bool
@@ -79,15 +82,17 @@ const KindResult = "ReinstallResult"
 
 // Result says what happened, phase by phase.
 type Result struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	PlanPath   string            `json:"planPath"`
-	Steps      int               `json:"steps"`
-	Uninstall  *uninstall.Result `json:"uninstall,omitempty"`
-	Clean      bool              `json:"clean"`
-	Release    *ReleaseInfo      `json:"release,omitempty"`
-	Healthy    bool              `json:"healthy"`
-	Problems   []string          `json:"problems,omitempty"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	PlanPath   string `json:"planPath"`
+	// Chart is the chart installed (or rendered), with its digest.
+	Chart     *ChartInfo        `json:"chart,omitempty"`
+	Steps     int               `json:"steps"`
+	Uninstall *uninstall.Result `json:"uninstall,omitempty"`
+	Clean     bool              `json:"clean"`
+	Release   *ReleaseInfo      `json:"release,omitempty"`
+	Healthy   bool              `json:"healthy"`
+	Problems  []string          `json:"problems,omitempty"`
 	// TenancyFile is the tenancy export (--keep-tenancy), kept after the
 	// reinstall: 'ks-clean tenancy import' re-applies it.
 	TenancyFile string `json:"tenancyFile,omitempty"`
@@ -139,16 +144,16 @@ func (r *Reinstall) defaults() error {
 			return err
 		}
 		r.WorkDir = dir
-	} else if err := os.MkdirAll(r.WorkDir, 0o700); err != nil {
-		return fmt.Errorf("work directory %s: %w", r.WorkDir, err)
+	} else if err := privateDir("work directory", r.WorkDir, "give a directory of your own with --work-dir (created mode 0700 if missing)"); err != nil {
+		return err
 	}
 	r.planPath = filepath.Join(r.WorkDir, fmt.Sprintf("ks-clean-reinstall-%s.json", time.Now().UTC().Format("20060102-150405")))
 	return nil
 }
 
-// StateDir is ks-clean's private state directory, made mode 0700 if
-// missing: $XDG_STATE_HOME/ks-clean, else ~/.local/state/ks-clean, else
-// (no home) the user's cache directory.
+// StateDir is ks-clean's private state directory, made mode 0700 (see
+// privateDir): $XDG_STATE_HOME/ks-clean, else ~/.local/state/ks-clean,
+// else (no home) the user's cache directory.
 func StateDir() (string, error) {
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
@@ -159,15 +164,18 @@ func StateDir() (string, error) {
 		}
 	}
 	dir := filepath.Join(base, "ks-clean")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("state directory %s: %w", dir, err)
+	if err := privateDir("state directory", dir, "remove it (ks-clean makes it again, mode 0700), or give a directory of your own with --work-dir"); err != nil {
+		return "", err
 	}
-	return dir, os.Chmod(dir, 0o700)
+	return dir, nil
 }
 
 // Run reinstalls.
 func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	res := &Result{APIVersion: api.APIVersion, Kind: KindResult, DurationsSeconds: map[string]float64{}}
+	if err := r.CheckChart(); err != nil {
+		return res, err
+	}
 	if err := r.defaults(); err != nil {
 		return res, err
 	}
@@ -178,10 +186,11 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	// Load the chart and values first: a typo in --chart must not cost an
 	// uninstall.
 	start := time.Now()
-	ch, vals, err := r.loadChart()
+	ch, vals, chartInfo, err := r.loadChart()
 	if err != nil {
 		return res, err
 	}
+	res.Chart = chartInfo
 	lap("chart", start)
 
 	var kept *api.Tenancy
@@ -348,37 +357,6 @@ func proveClean(ctx context.Context, t scan.Target) ([]string, error) {
 		}
 	}
 	return problems, nil
-}
-
-func (r *Reinstall) loadChart() (*chart.Chart, map[string]any, error) {
-	settings := helmcli.New()
-	settings.SetNamespace(r.Namespace)
-	rc, err := registry.NewClient()
-	if err != nil {
-		return nil, nil, err
-	}
-	// Install's LocateChart resolves directories, archives, URLs and oci://
-	// references alike (the latter through the registry client).
-	inst := action.NewInstall(&action.Configuration{RegistryClient: rc})
-	inst.Version = r.Version
-	path, err := inst.LocateChart(r.Chart, settings)
-	if err != nil {
-		return nil, nil, fmt.Errorf("chart %s: %w (give a chart directory, a .tgz, a URL to one, or oci://REGISTRY/REPO)", r.Chart, err)
-	}
-	return r.loadPath(path, settings)
-}
-
-func (r *Reinstall) loadPath(path string, settings *helmcli.EnvSettings) (*chart.Chart, map[string]any, error) {
-	ch, err := loader.Load(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load chart %s: %w", path, err)
-	}
-	vo := values.Options{ValueFiles: r.ValueFiles, Values: r.Set}
-	vals, err := vo.MergeValues(getter.All(settings))
-	if err != nil {
-		return nil, nil, fmt.Errorf("values: %w", err)
-	}
-	return ch, vals, nil
 }
 
 // install installs, or upgrades a release that exists (install-or-upgrade).

@@ -1,18 +1,22 @@
 package uninstall
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/plan"
 )
 
 // helmUninstall removes a release through the Helm SDK, hooks off unless
@@ -28,6 +32,11 @@ func (x *executor) helmUninstall(s *api.Step) (string, error) {
 		return "skip: release already gone", nil
 	}
 	if err != nil {
+		return "", err
+	}
+	// The preflight compared every release with the plan; this catches
+	// one upgraded while the apply ran.
+	if err := releaseChanged(s, last); err != nil {
 		return "", err
 	}
 	if hit := x.protectedIn(last.Manifest); hit != "" {
@@ -60,6 +69,89 @@ func (x *executor) helmUninstall(s *api.Step) (string, error) {
 		info = ": " + resp.Info
 	}
 	return fmt.Sprintf("uninstalled revision %d (hooks %s)%s", last.Version, map[bool]string{true: "run", false: "skipped"}[x.HelmHooks], info), nil
+}
+
+// checkReleases refuses, before any write, a plan whose helm-uninstall
+// steps would uninstall a release other than the one planned: upgraded,
+// rolled back, or uninstalled and installed again since (a new ks-core
+// installed after the plan was made). A release already gone is fine: its
+// step skips.
+func (a *stage) checkReleases(ctx context.Context) error {
+	configs := map[string]*action.Configuration{}
+	var changed []string
+	for i := range a.Plan.Steps {
+		s := &a.Plan.Steps[i]
+		if s.Action != api.ActionHelmUninstall {
+			continue
+		}
+		ns := s.Target.Namespace
+		ac := configs[ns]
+		if ac == nil {
+			var err error
+			if ac, err = kube.HelmConfig(a.Clients.Config, ns); err != nil {
+				return err
+			}
+			configs[ns] = ac
+		}
+		var last *release.Release
+		err := kube.Retry(ctx, func() (err error) {
+			last, err = ac.Releases.Last(s.Target.Name)
+			return err
+		})
+		if errors.Is(err, driver.ErrReleaseNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("step %s: read Helm release %s/%s: %w", s.ID, ns, s.Target.Name, err)
+		}
+		if err := releaseChanged(s, last); err != nil {
+			changed = append(changed, err.Error())
+		}
+	}
+	if len(changed) > 0 {
+		return api.Refuse(api.FixNewPlan, "%s", strings.Join(changed, "; "))
+	}
+	return nil
+}
+
+// releaseChanged says how a release's latest revision differs from what its
+// step recorded at planning time, or nil when it is the one planned. A step
+// without a record (a plan from before records were kept) is compared by
+// its target's resourceVersion, the revision then too.
+func releaseChanged(s *api.Step, last *release.Release) error {
+	name := s.Target.Namespace + "/" + s.Target.Name
+	planned := s.Release
+	if planned == nil {
+		rev, err := strconv.Atoi(s.Target.ResourceVersion)
+		if err != nil || rev < 1 {
+			return fmt.Errorf("step %s: release %s has no planned revision to compare with (now revision %d): plan again", s.ID, name, last.Version)
+		}
+		planned = &api.ReleaseRef{Revision: rev}
+	}
+	now := plan.ReleaseRef(last)
+	switch {
+	case now.Revision != planned.Revision:
+		return fmt.Errorf("release %s was revision %d when planned, now %d (chart %s): plan again", name, planned.Revision, now.Revision, orNone(now.Chart))
+	case planned.Chart != "" && now.Chart != planned.Chart:
+		return fmt.Errorf("release %s was chart %s when planned, now %s (revision %d): plan again", name, planned.Chart, orNone(now.Chart), now.Revision)
+	case planned.Deployed != nil && (now.Deployed == nil || !now.Deployed.Equal(*planned.Deployed)):
+		return fmt.Errorf("release %s revision %d was deployed at %s when planned, now at %s: it was installed again since: plan again", name, now.Revision, planned.Deployed.Format(time.RFC3339Nano), deployedAt(now))
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func deployedAt(r *api.ReleaseRef) string {
+	if r.Deployed == nil {
+		return "(unknown)"
+	}
+	return r.Deployed.Format(time.RFC3339Nano)
 }
 
 // purgeRaced: Helm deleted the release's resources, and its one error was

@@ -257,6 +257,9 @@ func (a *stage) preflight(ctx context.Context) (map[string]*resolved, error) {
 	if age := time.Since(a.createdAt); age > a.MaxAge && !a.AllowStale {
 		return nil, api.Refuse(api.FixAllowStale, "plan %s is %s old (limit %s): the cluster may have changed", a.PlanPath, age.Round(time.Minute), a.MaxAge)
 	}
+	if err := a.checkReleases(ctx); err != nil {
+		return nil, err
+	}
 	// What the plan may touch is derived again from the cluster: a plan
 	// file proves nothing against someone who can write it.
 	fp, err := scan.Footprint(ctx, a.Clients, scan.Options{})

@@ -28,7 +28,14 @@ func reinstallCommand() *cli.Command {
 2. rescans: any KubeSphere/KubeFed object left, or any critical finding, stops
    here, before anything is installed;
 3. installs (or upgrades) --release in --namespace from --chart with the Helm
-   SDK: a chart directory, a .tgz, a URL to one, or oci://REGISTRY/REPO;
+   SDK: a chart directory or .tgz on this machine, an https:// URL to a
+   .tgz, or oci://REGISTRY/REPO; the last two need the exact --version
+   (checked against the chart for all). Plain http:// is refused unless
+   --insecure-http. --verify checks the .tgz against its provenance file
+   (.prov beside it) with --keyring, as 'helm install --verify' does. A
+   chart's dependencies must be in it: none is downloaded. The result names
+   the chart and its sha256 digest (of the archive; of a directory, over its
+   files);
 4. proves the new install healthy: release deployed, no critical finding, one
    cluster record per cluster.
 
@@ -66,8 +73,11 @@ Examples:
    ks-clean reinstall --chart ./ks-core --context host --member-context member1 --confirm -o json`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
-			&cli.StringFlag{Name: "chart", Destination: &o.Chart, Usage: "chart directory, .tgz, URL, or oci:// reference"},
-			&cli.StringFlag{Name: "version", Destination: &o.Version, Usage: "chart version (repository and oci charts)"},
+			&cli.StringFlag{Name: "chart", Destination: &o.Chart, Usage: "chart directory, .tgz, https:// URL to a .tgz, or oci:// reference"},
+			&cli.StringFlag{Name: "version", Destination: &o.Version, Usage: "exact chart version (required for https:// and oci:// charts)"},
+			&cli.BoolFlag{Name: "verify", Destination: &o.Verify, Usage: "verify the chart archive against its provenance file (.prov) before using it"},
+			&cli.StringFlag{Name: "keyring", Destination: &o.Keyring, Usage: "keyring of public keys for --verify (default: ~/.gnupg/pubring.gpg, or $GNUPGHOME/pubring.gpg)"},
+			&cli.BoolFlag{Name: "insecure-http", Destination: &o.InsecureHTTP, Usage: "allow an http:// chart or values file (anyone on the path can change it)"},
 			&cli.StringFlag{Name: "namespace", Value: o.Namespace, Destination: &o.Namespace, Usage: "release namespace"},
 			&cli.StringFlag{Name: "release", Value: o.Release, Destination: &o.Release, Usage: "release name"},
 			&cli.StringSliceFlag{Name: "values", Aliases: []string{"f"}, Destination: &values, Usage: "values file (repeatable)"},
@@ -89,9 +99,14 @@ Examples:
 				return err
 			}
 			if o.Chart == "" {
-				return exitcode.New(exitcode.Usage, errors.New("reinstall needs --chart: the ks-core chart to install (a directory, a .tgz, a URL to one, or an oci:// reference); see 'ks-clean reinstall --help'"))
+				return exitcode.New(exitcode.Usage, errors.New("reinstall needs --chart: the ks-core chart to install (a directory, a .tgz, an https:// URL to one, or an oci:// reference with --version); see 'ks-clean reinstall --help'"))
 			}
 			o.ValueFiles, o.Set = values.Value(), set.Value()
+			// Before connecting or asking: a chart that will be refused
+			// must not cost a confirmation.
+			if err := o.CheckChart(); err != nil {
+				return err
+			}
 			host, err := connect(c, readGlobals(c).context, "--context", nil)
 			if err != nil {
 				return err

@@ -94,6 +94,16 @@ func Reinstall(w io.Writer, res *reinstall.Result, dryRun bool) {
 	if res.TenancyFile != "" {
 		fmt.Fprintf(w, "Tenancy export: %s\n", res.TenancyFile)
 	}
+	if c := res.Chart; c != nil {
+		prov := "provenance not verified (--verify)"
+		if c.Verified {
+			prov = "provenance verified"
+			if len(c.SignedBy) > 0 {
+				prov += ", signed by " + strings.Join(c.SignedBy, ", ")
+			}
+		}
+		fmt.Fprintf(w, "Chart: %s %s from %s, %s (of the %s); %s\n", c.Name, c.Version, c.Reference, c.Digest, c.DigestOf, prov)
+	}
 	if dryRun {
 		if res.Manifest != "" {
 			fmt.Fprintf(w, "Dry run: nothing changed. The install would create:\n%s\n", res.Manifest)
