@@ -20,6 +20,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/footprint"
@@ -75,6 +76,8 @@ type Reinstall struct {
 	Options
 
 	planPath string
+	// lease is the host's, held from the uninstall to the import.
+	lease *lease.Lease
 }
 
 // KindResult is the kind of a reinstall's JSON result.
@@ -218,6 +221,15 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 		return res, nil
 	}
 
+	// One Lease on the host from the uninstall's first write to the
+	// import's last: no other ks-clean run writes between them.
+	held, err := lease.Acquire(ctx, r.Clients.Kube, lease.Options{Duration: r.Apply.LeaseDuration, Check: r.Apply.LeaseCheck})
+	if err != nil {
+		return res, err
+	}
+	defer held.Release()
+	r.lease = held
+
 	start = time.Now()
 	err = uninstallRun(ctx)
 	lap("uninstall", start)
@@ -244,6 +256,9 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 	}
 	res.Clean = true
 
+	if err := held.Lost(); err != nil {
+		return res, err
+	}
 	start = time.Now()
 	rel, err := r.install(ctx, ch, vals, false)
 	lap("install", start)
@@ -332,7 +347,7 @@ func (r *Reinstall) plan(ctx context.Context, res *Result) (func(context.Context
 		res.Steps += len(st.Steps)
 	}
 	return func(ctx context.Context) (err error) {
-		a := &uninstall.Apply{Plan: p, Clients: clients, PlanPath: r.planPath, Options: r.Apply}
+		a := &uninstall.Apply{Plan: p, Clients: clients, PlanPath: r.planPath, Options: r.Apply, Leases: map[string]*lease.Lease{r.Context: r.lease}}
 		res.Uninstall, err = a.Run(ctx)
 		return err
 	}, nil
