@@ -194,7 +194,7 @@ func (im *Import) checkPrivilege(ctx context.Context, r *kube.Resolver) (map[*un
 	t := im.Tenancy
 	var problems []string
 	for _, ns := range sortedKeys(t.Namespaces) {
-		if kubernetesNamespaces[ns] {
+		if kubernetesNamespaces[ns] && !im.Options.AllowPrivileged {
 			problems = append(problems, fmt.Sprintf("namespaces: %s → workspace %s: %s is one of Kubernetes' own namespaces; on KubeSphere 3.x a workspace would own it", ns, t.Namespaces[ns], ns))
 		}
 	}

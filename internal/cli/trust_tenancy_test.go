@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -23,6 +24,7 @@ import (
 // gone through (exit 0).
 func TestTrustTenancyImport(t *testing.T) {
 	st := fixture.Start(t, "ks41", controlplane.Options{Audit: true}, true)
+	healthy(t, st.Seeder)
 	kc := st.CP.AdminKubeconfig
 	dir := t.TempDir()
 	base := filepath.Join(dir, "export.yaml")
@@ -181,6 +183,23 @@ func TestTrustTenancyImport(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
 	})
+}
+
+// healthy gives ks41's ks-controller-manager Service a ready endpoint, as a
+// running install has: its fail-closed webhooks are then served, and the
+// scan before an import finds no critical hazard (the import writes nothing
+// they match).
+func healthy(t *testing.T, s *fixture.Seeder) {
+	t.Helper()
+	ready := true
+	_, err := s.Kube.DiscoveryV1().EndpointSlices("kubesphere-system").Create(context.Background(), &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "ks-controller-manager-ready", Labels: map[string]string{discoveryv1.LabelServiceName: "ks-controller-manager"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tenancy export --out writes a new 0600 file: an existing file's wider
