@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -77,13 +78,46 @@ func IsTenancyKind(group, kind string) bool {
 }
 
 // WriteTenancy writes t as YAML, or as JSON when path ends in .json; mode
-// 0600, since it may hold password hashes.
+// 0600, since it may hold password hashes. It writes a new file beside path
+// and renames it over path: an existing file's wider mode is not kept, and
+// a symlink planted at path is not followed. A path that is a symlink or
+// not a regular file is refused (nothing written).
 func WriteTenancy(path string, t *Tenancy) error {
 	b, err := MarshalTenancy(t, strings.HasSuffix(path, ".json"))
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o600)
+	switch fi, err := os.Lstat(path); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("write the tenancy export: %w", err)
+	case fi.Mode()&os.ModeSymlink != 0:
+		return Refuse(FixNone, "%s is a symlink: a tenancy export is never written through one (it may hold password hashes); remove it or choose another file", path)
+	case !fi.Mode().IsRegular():
+		return Refuse(FixNone, "%s is not a regular file (%s): choose another file for the tenancy export", path, fi.Mode().Type())
+	}
+	// CreateTemp makes the file 0600 with O_EXCL: never an existing file,
+	// never through a symlink.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write the tenancy export beside %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write the tenancy export %s: %w", path, err)
+	}
+	return nil
 }
 
 // MarshalTenancy is t as YAML (or indented JSON).

@@ -285,7 +285,11 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 		// Workspaces again, safe only once health proved one cluster
 		// record per cluster.
 		start = time.Now()
-		im := &tenancy.Import{Clients: r.Clients, Tenancy: kept}
+		// kept is what this run read from this cluster before the
+		// uninstall, never re-read from the file: it grants only what the
+		// cluster granted (export leaves out Kubernetes' and KubeSphere's
+		// own namespaces), so its platform admins come back with it.
+		im := &tenancy.Import{Clients: r.Clients, Tenancy: kept, Options: tenancy.ImportOptions{AllowPrivileged: true}}
 		res.Tenancy, err = im.Run(ctx)
 		lap("tenancy-import", start)
 		if err != nil {

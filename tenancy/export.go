@@ -24,6 +24,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 )
 
 // Labels and annotations KubeSphere puts on tenancy objects.
@@ -121,20 +122,31 @@ func Major(iamVersion string) string {
 	return iamVersion
 }
 
+// namespaces maps the namespaces in workspaces, but for Kubernetes' own:
+// KubeSphere 3.x's installer puts them in system-workspace itself, and an
+// import refuses them (a workspace would own kube-system), so the RBAC in
+// them is left out too.
 func (e *Export) namespaces(ctx context.Context, t *api.Tenancy) error {
 	return list(ctx, e.Clients, schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, func(u *unstructured.Unstructured) {
-		if ws := u.GetLabels()[LabelWorkspace]; ws != "" && u.GetDeletionTimestamp() == nil {
+		if ws := u.GetLabels()[LabelWorkspace]; ws != "" && u.GetDeletionTimestamp() == nil && !kubernetesNamespaces[u.GetName()] {
 			t.Namespaces[u.GetName()] = ws
 		}
 	})
 }
 
 // keep returns what of u goes into the file, or nil. KubeSphere's own API
-// groups are tenancy whole; Kubernetes RBAC only in a workspace's
+// groups are tenancy whole, outside Kubernetes' and KubeSphere's own
+// namespaces; Kubernetes RBAC only in a workspace's
 // namespace, with KubeSphere's marks (3.x's namespace roles). What a Helm
 // chart installed comes back with the chart.
 func (e *Export) keep(t *api.Tenancy, u *unstructured.Unstructured) *unstructured.Unstructured {
 	if u.GetDeletionTimestamp() != nil || u.GetAnnotations()[helmRelease] != "" {
+		return nil
+	}
+	// Objects in Kubernetes' or KubeSphere's own namespaces are not
+	// tenancy: the new install makes KubeSphere's, and an import refuses
+	// them without --allow-privileged.
+	if ns := u.GetNamespace(); kubernetesNamespaces[ns] || footprint.IsSystemNamespaceName(ns) {
 		return nil
 	}
 	if u.GroupVersionKind().Group == "rbac.authorization.k8s.io" {

@@ -4,18 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"cmp"
 	"sort"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/hazard"
+	"github.com/ks-clean/ks-clean/uninstall"
 )
 
 // KindImportResult is the kind of an import's JSON result.
@@ -49,6 +53,12 @@ var (
 type ImportOptions struct {
 	// DryRun sends every create and label with dryRun=All: nothing stored.
 	DryRun bool
+	// AllowPrivileged creates what grants more than tenancy (see
+	// privilege.go); without it such a file is refused before any write.
+	AllowPrivileged bool
+	// LeaseDuration, LeaseCheck: the cluster's Lease, as apply's (default
+	// 60s and 2s).
+	LeaseDuration, LeaseCheck time.Duration
 }
 
 // Import creates a tenancy file's objects that are missing, and puts
@@ -90,12 +100,17 @@ type NamespaceResult struct {
 	Detail    string `json:"detail,omitempty"`
 }
 
-// Run imports. Every check comes before the first write: a file whose types
-// the cluster does not serve, or a cluster with a hazard, changes nothing.
+// Run imports. Every check comes before the first write: a file that
+// claims what it does not carry, grants privilege (unless allowed), has
+// types the cluster does not serve, or a cluster with a hazard or another
+// ks-clean holding its Lease, changes nothing.
 func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 	t := im.Tenancy
 	res := &ImportResult{APIVersion: api.APIVersion, Kind: KindImportResult, DryRun: im.Options.DryRun,
 		Objects: []ObjectResult{}, Namespaces: []NamespaceResult{}, Counts: map[string]int{}, NamespaceCounts: map[string]int{}}
+	if err := checkClaims(t); err != nil {
+		return res, err
+	}
 	r := kube.NewResolver(im.Clients)
 	var unserved []string
 	seen := map[string]bool{}
@@ -110,8 +125,27 @@ func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 		return res, fmt.Errorf("%w: %s (the file is KubeSphere %s tenancy; install KubeSphere %s first, or edit the file to this cluster's versions: see docs/runbook-keep-tenancy.md)",
 			ErrUnserved, strings.Join(unserved, ", "), t.KubeSphere, t.KubeSphere)
 	}
+	present, err := im.checkPrivilege(ctx, r)
+	if err != nil {
+		return res, err
+	}
 	if err := safe(ctx, im.Clients); err != nil {
 		return res, err
+	}
+	// One ks-clean writing to a cluster at a time; every write runs under
+	// the Lease's context, cancelled the moment it is lost. A dry run
+	// stores nothing and needs none.
+	lost := func() error { return nil }
+	if !im.Options.DryRun {
+		lock, err := uninstall.AcquireLock(ctx, im.Clients.Kube, cmp.Or(im.Options.LeaseDuration, 60*time.Second), cmp.Or(im.Options.LeaseCheck, 2*time.Second))
+		if err != nil {
+			return res, err
+		}
+		defer lock.Release()
+		wctx, cancel := context.WithCancel(lock.Context())
+		defer cancel()
+		defer context.AfterFunc(ctx, cancel)() // and the caller's cancellation (Ctrl-C)
+		ctx, lost = wctx, lock.Lost
 	}
 
 	opts := metav1.CreateOptions{}
@@ -120,9 +154,15 @@ func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 	}
 	for _, o := range t.Objects {
 		or := ObjectResult{Object: api.ObjectRef{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}}
+		if err := lost(); err != nil {
+			return res, err
+		}
 		var err error
-		or.Status, or.Detail, err = im.create(ctx, r, o, opts)
+		or.Status, or.Detail, err = im.create(ctx, r, o, opts, present[o])
 		if err != nil {
+			if lerr := lost(); lerr != nil {
+				err = lerr
+			}
 			return res, fmt.Errorf("import %s %s: %w (what was imported before it stays; run the import again once fixed: it skips what is there)", o.GetKind(), nsName(o.GetNamespace(), o.GetName()), err)
 		}
 		res.Objects = append(res.Objects, or)
@@ -135,8 +175,14 @@ func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 	}
 	sort.Strings(names)
 	for _, ns := range names {
+		if err := lost(); err != nil {
+			return res, err
+		}
 		nr, err := im.bind(ctx, ns, t.Namespaces[ns])
 		if err != nil {
+			if lerr := lost(); lerr != nil {
+				err = lerr
+			}
 			return res, err
 		}
 		res.Namespaces = append(res.Namespaces, nr)
@@ -169,7 +215,10 @@ func safe(ctx context.Context, c *kube.Clients) error {
 	return nil
 }
 
-func (im *Import) create(ctx context.Context, r *kube.Resolver, o *unstructured.Unstructured, opts metav1.CreateOptions) (status, detail string, err error) {
+// create creates o unless it is there. privileged (why o would be
+// privilege) is set for an object that was there at the check and was
+// therefore let through: it is only compared, never created.
+func (im *Import) create(ctx context.Context, r *kube.Resolver, o *unstructured.Unstructured, opts metav1.CreateOptions, privileged string) (status, detail string, err error) {
 	ri, err := r.Client(o.GetAPIVersion(), o.GetKind(), o.GetNamespace())
 	if err != nil {
 		return "", "", err
@@ -179,10 +228,14 @@ func (im *Import) create(ctx context.Context, r *kube.Resolver, o *unstructured.
 	if dropped := r.RemapOwners(ctx, obj); len(dropped) > 0 {
 		detail = "owner references dropped (owner not there): " + strings.Join(dropped, ", ")
 	}
-	err = kube.Retry(ctx, func() error {
-		_, err := ri.Create(ctx, obj, opts)
-		return err
-	})
+	if privileged != "" {
+		err = apierrors.NewAlreadyExists(schema.GroupResource{}, o.GetName()) // go straight to the comparison
+	} else {
+		err = kube.Retry(ctx, func() error {
+			_, err := ri.Create(ctx, obj, opts)
+			return err
+		})
+	}
 	switch {
 	case err == nil && im.Options.DryRun:
 		return StatusWouldCreate, detail, nil
@@ -196,7 +249,11 @@ func (im *Import) create(ctx context.Context, r *kube.Resolver, o *unstructured.
 		return "", "", err
 	}
 	var cur *unstructured.Unstructured
-	if err := kube.Retry(ctx, func() (err error) { cur, err = ri.Get(ctx, o.GetName(), metav1.GetOptions{}); return err }); err != nil {
+	err = kube.Retry(ctx, func() (err error) { cur, err = ri.Get(ctx, o.GetName(), metav1.GetOptions{}); return err })
+	if apierrors.IsNotFound(err) && privileged != "" {
+		return StatusConflict, fmt.Sprintf("it %s and was there at the check, so it was let through; it is gone now and was not created (import with --allow-privileged to create it)", privileged), nil
+	}
+	if err != nil {
 		return "", "", err
 	}
 	cmp := cur.DeepCopy()

@@ -44,10 +44,13 @@ func tenancyExportCommand() *cli.Command {
 		Usage: "write the cluster's KubeSphere tenancy to a file (read-only)",
 		Description: `Writes users, workspaces, roles, role bindings, groups and the namespace →
 workspace map as YAML (JSON when --out ends in .json or with -o json), mode
-0600. Objects carry no server-set fields, status or finalizers; users carry
+0600: a new file renamed over --out, which must not be a symlink or other
+non-regular file. Objects carry no server-set fields, status or finalizers; users carry
 no password hash unless --keep-passwords (then the file is as secret as the
 cluster's users). What a Helm chart installed is left out: the chart brings
-it back.
+it back; so is what is in Kubernetes' or KubeSphere's own namespaces, and
+Kubernetes' namespaces in the namespace map (the installer puts them in
+system-workspace; import refuses them without --allow-privileged).
 
 Examples:
    ks-clean tenancy export --out tenancy.yaml
@@ -107,23 +110,33 @@ workspace stays there; both are listed.
 
 Before any write it refuses (exit 2, nothing changed):
   - a file that is not a tenancy export, or holds anything but KubeSphere's
-    tenancy kinds;
+    tenancy kinds, or carries what its header denies (password hashes in a
+    file that says passwords: false, objects of another KubeSphere version);
+  - a file that grants more than tenancy, unless --allow-privileged: bindings
+    to Kubernetes' built-in or system: roles or to platform-admin, bindings
+    of ServiceAccounts or system: principals, cluster-wide roles that reach
+    every resource, Secrets or RBAC, anything in Kubernetes' or KubeSphere's
+    own namespaces, and namespace-map entries for Kubernetes' own namespaces
+    (objects already in the cluster are never changed, so they pass);
   - a cluster that does not serve the file's versions (KubeSphere not
     installed, or another major version: see docs/runbook-keep-tenancy.md);
   - a cluster with a critical hazard, such as two cluster records for one API
     server: on KubeSphere 3.x the namespaces put back in their workspaces
     become owned by Workspaces again, which such a cluster deletes and
-    re-creates.
+    re-creates;
+  - a cluster whose Lease another ks-clean holds (wait for it to finish).
 Importing again is safe: what is there is skipped.
 
 Examples:
    ks-clean tenancy import tenancy.yaml --dry-run
    ks-clean tenancy import tenancy.yaml            # asks for the context name
-   ks-clean tenancy import tenancy.yaml --yes -o json`,
+   ks-clean tenancy import tenancy.yaml --yes -o json
+   ks-clean tenancy import tenancy.yaml --allow-privileged --dry-run   # platform admins too`,
 		Flags: []cli.Flag{
 			outputFlag(&output),
 			confirmFlag(&confirmed, "do not ask: import"),
 			serverDryRunFlag(&o.DryRun),
+			&cli.BoolFlag{Name: "allow-privileged", Destination: &o.AllowPrivileged, Usage: "also create what grants more than tenancy (platform admins, Kubernetes' roles, system namespaces); read the file first"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(output); err != nil {
@@ -149,6 +162,9 @@ Examples:
 				}
 			}
 			res, runErr := (&tenancy.Import{Clients: host.Clients, Tenancy: t, Options: o}).Run(c.Context)
+			if errors.Is(runErr, tenancy.ErrPrivileged) {
+				return tenancyError(fmt.Errorf("%w; if you mean to grant it, pass --allow-privileged", runErr))
+			}
 			if runErr != nil && len(res.Objects) == 0 {
 				return tenancyError(explain(runErr, host.Server))
 			}
@@ -162,7 +178,7 @@ Examples:
 
 // tenancyError: the tenancy refusals changed nothing (exit 2).
 func tenancyError(err error) error {
-	for _, refusal := range []error{api.ErrTenancyFile, tenancy.ErrUnserved, tenancy.ErrUnsafe, tenancy.ErrNoTenancy, reinstall.ErrTenancyMismatch} {
+	for _, refusal := range []error{api.ErrTenancyFile, tenancy.ErrUnserved, tenancy.ErrUnsafe, tenancy.ErrNoTenancy, tenancy.ErrPrivileged, reinstall.ErrTenancyMismatch} {
 		if errors.Is(err, refusal) {
 			return exitcode.New(exitcode.Usage, err)
 		}
