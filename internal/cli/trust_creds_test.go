@@ -282,3 +282,15 @@ func TestClusterRecordCredentialsAreData(t *testing.T) {
 		}
 	})
 }
+
+// The filter replaces any structured "body" value, whatever the message.
+func TestRedactBodies(t *testing.T) {
+	kv := []any{"verb", "GET", "body", `{"kind":"Secret","data":{"password":"czNjcjN0"}}`}
+	msg, got := redactBodies{}.FilterS("Response Body", kv)
+	if msg != "Response Body" || got[1] != "GET" || got[3] != bodyRedacted || kv[3] == bodyRedacted {
+		t.Fatalf("FilterS: %q %v (input %v)", msg, got, kv)
+	}
+	if _, got := (redactBodies{}).FilterS("Request", []any{"url", "https://x"}); got[1] != "https://x" {
+		t.Fatalf("FilterS changed a message without a body: %v", got)
+	}
+}
