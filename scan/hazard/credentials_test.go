@@ -55,7 +55,9 @@ func TestRecordConfigInlineOnly(t *testing.T) {
 		}},
 		{"client-certificate", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) { u.ClientCertificate = "/etc/secret-value-x" }},
 		{"client-key", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) { u.ClientKey = "/etc/secret-value-x" }},
-		{"certificate-authority", func(c *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) { c.CertificateAuthority = "/etc/secret-value-x" }},
+		{"certificate-authority", func(c *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
+			c.CertificateAuthority = "/etc/secret-value-x"
+		}},
 		{"insecure-skip-tls-verify", func(c *clientcmdapi.Cluster, _ *clientcmdapi.AuthInfo) {
 			c.InsecureSkipTLSVerify, c.CertificateAuthorityData = true, nil
 		}},
@@ -64,7 +66,9 @@ func TestRecordConfigInlineOnly(t *testing.T) {
 		{"username", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) { u.Username = "secret-value-x" }},
 		{"password", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) { u.Password = "secret-value-x" }},
 		{"act-as", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) { u.Impersonate = "secret-value-x" }},
-		{"act-as", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) { u.ImpersonateGroups = []string{"system:masters"} }},
+		{"act-as", func(_ *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
+			u.ImpersonateGroups = []string{"system:masters"}
+		}},
 	} {
 		cfg, _, unsafe, err := recordConfig(storedKubeconfig(t, tc.edit))
 		joined := strings.Join(unsafe, ", ")
