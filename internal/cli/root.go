@@ -135,7 +135,7 @@ func globalFlags(category string) []cli.Flag {
 		&cli.StringFlag{Name: "context", Category: category, Usage: "kubeconfig context to use (default: the current context)"},
 		&cli.StringFlag{Name: "request-timeout", Category: category, Value: "30s", Usage: "timeout of each API request: a duration (30s, 2m) or, as kubectl takes it, a number of seconds; 0: none"},
 		&cli.BoolFlag{Name: "verbose", Category: category, Usage: "list every object and step, and say which cluster is used (same as -v=1)"},
-		&cli.IntFlag{Name: "v", Category: category, Usage: "log level, as kubectl's: 1 is --verbose; 6 logs each API request with its timing, 7 its headers, 8 the response bodies"},
+		&cli.IntFlag{Name: "v", Category: category, Usage: "log level, as kubectl's: 1 is --verbose; 6 logs each API request with its timing, 7 its headers, 9 a curl command line; bodies are never logged (they may hold Secrets)"},
 	}
 }
 

@@ -118,15 +118,16 @@ func refs(objs ...*inventory.Object) []api.ObjectRef {
 	return out
 }
 
-// clusterRecordFindings: two records of one kind that resolve to one
-// cluster, and records that point at this cluster under another name.
+// clusterRecordFindings: records whose credentials ks-clean never uses, two
+// records of one kind that resolve to one cluster, and records that point at
+// this cluster under another name.
 func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Options) ([]*Record, []api.Finding) {
 	kfc := kubeFedRecords(f.Inv)
 	kcl := clusterRecords(f.Inv, f.HostName)
 	all := append(append([]*Record{}, kfc...), kcl...)
 	resolve(ctx, all, o.Timeout, o.Concurrency)
 	local := NormalizeEndpoint(ctx, f.Inv.Server)
-	var out []api.Finding
+	out := unsafeRecords(all)
 	for _, set := range [][]*Record{kfc, kcl} {
 		out = append(out, aliases(ctx, set)...)
 	}

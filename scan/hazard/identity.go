@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ks-clean/ks-clean/scan/inventory"
 )
@@ -35,9 +34,17 @@ type Record struct {
 	Local bool
 
 	cfg *rest.Config
+	// unsafe names what the record's credentials hold that ks-clean never
+	// uses (credentials.go), and unsafeWhere where it holds them; a record
+	// with any is never connected to.
+	unsafe      []string
+	unsafeWhere string
 }
 
 // kubeFedRecords reads each KubeFedCluster's endpoint, CA and token secret.
+// Only an https endpoint is connected to: a bearer token sent over http is
+// given away to anyone on the path. A proxy or disabled TLS checks the
+// record asks for make it unused too (credentials.go).
 func kubeFedRecords(inv *inventory.Inventory) []*Record {
 	var out []*Record
 	for _, o := range inv.OfKind("core.kubefed.io", "KubeFedCluster") {
@@ -45,12 +52,25 @@ func kubeFedRecords(inv *inventory.Inventory) []*Record {
 		r.Endpoint, _, _ = unstructured.NestedString(o.Content.Object, "spec", "apiEndpoint")
 		caB64, _, _ := unstructured.NestedString(o.Content.Object, "spec", "caBundle")
 		secretName, _, _ := unstructured.NestedString(o.Content.Object, "spec", "secretRef", "name")
+		set := map[string]bool{}
+		if !httpsURL(r.Endpoint) {
+			set["apiEndpoint (not an https URL)"] = true
+		}
+		if p, _, _ := unstructured.NestedString(o.Content.Object, "spec", "proxyURL"); p != "" {
+			set["proxyURL"] = true
+		}
+		if d, _, _ := unstructured.NestedSlice(o.Content.Object, "spec", "disabledTLSValidations"); len(d) > 0 {
+			set["disabledTLSValidations"] = true
+		}
 		ca, err := base64.StdEncoding.DecodeString(caB64)
 		if err != nil {
 			r.Err = "caBundle is not base64"
 		}
 		sec := inv.Secrets[o.GetNamespace()+"/"+secretName]
 		switch {
+		case len(set) > 0:
+			r.unsafe, r.unsafeWhere = sortedKeys(set), "spec"
+			r.Err = notUsed(r)
 		case r.Err != "":
 		case sec == nil:
 			r.Err = fmt.Sprintf("token Secret %s/%s not found or not readable", o.GetNamespace(), secretName)
@@ -64,8 +84,14 @@ func kubeFedRecords(inv *inventory.Inventory) []*Record {
 	return out
 }
 
+func notUsed(r *Record) string {
+	return fmt.Sprintf("not connected to: its %s holds %s (%s)", r.unsafeWhere, strings.Join(r.unsafe, ", "), ClusterCredentialsUnsafe)
+}
+
 // clusterRecords reads KubeSphere Cluster records: the host's is local,
-// others connect with their stored kubeconfig.
+// others connect with the inline credentials of their stored kubeconfig
+// (recordConfig; never clientcmd's loaders, which run and read what the
+// kubeconfig names).
 func clusterRecords(inv *inventory.Inventory, hostName string) []*Record {
 	var out []*Record
 	for _, o := range inv.OfKind("cluster.kubesphere.io", "Cluster") {
@@ -80,13 +106,21 @@ func clusterRecords(inv *inventory.Inventory, hostName string) []*Record {
 		raw, err := base64.StdEncoding.DecodeString(kc)
 		if err != nil || len(raw) == 0 {
 			r.Err = "no usable kubeconfig in spec.connection"
-		} else if cfg, err := clientcmd.RESTConfigFromKubeConfig(raw); err != nil {
-			r.Err = "kubeconfig in spec.connection does not load: " + err.Error()
-		} else {
+			out = append(out, r)
+			continue
+		}
+		cfg, server, unsafe, err := recordConfig(raw)
+		if r.Endpoint == "" {
+			r.Endpoint = server
+		}
+		switch {
+		case len(unsafe) > 0:
+			r.unsafe, r.unsafeWhere = unsafe, "kubeconfig in spec.connection"
+			r.Err = notUsed(r)
+		case err != nil:
+			r.Err = "kubeconfig in spec.connection " + err.Error()
+		default:
 			r.cfg = cfg
-			if r.Endpoint == "" {
-				r.Endpoint = cfg.Host
-			}
 		}
 		out = append(out, r)
 	}
@@ -100,6 +134,10 @@ func resolve(ctx context.Context, records []*Record, timeout time.Duration, conc
 	g.SetLimit(concurrency)
 	for _, r := range records {
 		if r.cfg == nil {
+			continue
+		}
+		if err := inlineOnly(r.cfg); err != nil {
+			r.cfg, r.Err = nil, "not connected to: "+err.Error()
 			continue
 		}
 		g.Go(func() error {
