@@ -289,7 +289,7 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 		// uninstall, never re-read from the file: it grants only what the
 		// cluster granted (export leaves out Kubernetes' and KubeSphere's
 		// own namespaces), so its platform admins come back with it.
-		im := &tenancy.Import{Clients: r.Clients, Tenancy: kept, Options: tenancy.ImportOptions{AllowPrivileged: true}}
+		im := &tenancy.Import{Clients: r.Clients, Tenancy: kept, Options: tenancy.ImportOptions{AllowPrivileged: true, Lease: held}}
 		res.Tenancy, err = im.Run(ctx)
 		lap("tenancy-import", start)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"cmp"
 	"sort"
 	"strings"
 	"time"
@@ -17,9 +16,9 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/hazard"
-	"github.com/ks-clean/ks-clean/uninstall"
 )
 
 // KindImportResult is the kind of an import's JSON result.
@@ -59,6 +58,9 @@ type ImportOptions struct {
 	// LeaseDuration, LeaseCheck: the cluster's Lease, as apply's (default
 	// 60s and 2s).
 	LeaseDuration, LeaseCheck time.Duration
+	// Lease, when the caller holds the cluster's Lease for a longer run
+	// (reinstall), is used instead of taking one.
+	Lease *lease.Lease
 }
 
 // Import creates a tenancy file's objects that are missing, and puts
@@ -137,11 +139,14 @@ func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 	// stores nothing and needs none.
 	lost := func() error { return nil }
 	if !im.Options.DryRun {
-		lock, err := uninstall.AcquireLock(ctx, im.Clients.Kube, cmp.Or(im.Options.LeaseDuration, 60*time.Second), cmp.Or(im.Options.LeaseCheck, 2*time.Second))
-		if err != nil {
-			return res, err
+		lock := im.Options.Lease
+		if lock == nil {
+			var err error
+			if lock, err = lease.Acquire(ctx, im.Clients.Kube, lease.Options{Duration: im.Options.LeaseDuration, Check: im.Options.LeaseCheck}); err != nil {
+				return res, err
+			}
+			defer lock.Release()
 		}
-		defer lock.Release()
 		wctx, cancel := context.WithCancel(lock.Context())
 		defer cancel()
 		defer context.AfterFunc(ctx, cancel)() // and the caller's cancellation (Ctrl-C)

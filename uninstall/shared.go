@@ -1,44 +1,14 @@
 package uninstall
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/ks-clean/ks-clean/api"
-	"github.com/ks-clean/ks-clean/internal/lease"
 )
 
-// What restore shares with apply: one ks-clean writing to a cluster at a
-// time (the same Lease), and a journal to resume from.
-
-// Lock is the cluster's Lease, held by a ks-clean run that writes.
-//
-// Deprecated: use internal/lease; kept until restore and tenancy move to it.
-type Lock struct{ l *lease.Lease }
-
-// AcquireLock takes the cluster's Lease, or refuses at once (an
-// api.Refusal, FixWait) while another run holds it.
-func AcquireLock(ctx context.Context, kc kubernetes.Interface, duration, check time.Duration) (*Lock, error) {
-	l, err := lease.Acquire(ctx, kc, lease.Options{Duration: duration, Check: check})
-	if err != nil {
-		return nil, err
-	}
-	return &Lock{l}, nil
-}
-
-// Context is cancelled the moment the Lease is lost: every write runs under
-// it.
-func (k *Lock) Context() context.Context { return k.l.Context() }
-
-// Lost is a *lease.LostError once the Lease was lost, else nil.
-func (k *Lock) Lost() error { return k.l.Lost() }
-
-// Release gives the Lease back.
-func (k *Lock) Release() { k.l.Release() }
+// What restore shares with apply: a journal to resume from (the Lease is
+// internal/lease's).
 
 // Journal records which steps of a run are done, one synced line each.
 type Journal struct{ j *journal }
