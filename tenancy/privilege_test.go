@@ -35,7 +35,9 @@ func TestPrivileged(t *testing.T) {
 		"GlobalRole/everything": role("GlobalRole", "", "everything", all),
 		"GlobalRole/viewer":     role("GlobalRole", "", "viewer", rule([]any{"tenant.kubesphere.io"}, []any{"workspaces"}, []any{"get", "list"})),
 	}
-	lookup := func(_ context.Context, _, kind, name string) *unstructured.Unstructured { return cluster[kind+"/"+name] }
+	lookup := func(_ context.Context, _, kind, name string) *unstructured.Unstructured {
+		return cluster[kind+"/"+name]
+	}
 	for _, c := range []struct {
 		name string
 		o    *unstructured.Unstructured
