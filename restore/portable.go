@@ -1,8 +1,6 @@
 package restore
 
 import (
-	"math"
-	"reflect"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -150,51 +148,5 @@ func withoutNodePorts(c *unstructured.Unstructured) bool {
 // numbers compare by value whatever their Go type (a backup decoded by
 // another JSON decoder has float64 where the server's objects have int64).
 func equal(a, b *unstructured.Unstructured) bool {
-	return reflect.DeepEqual(comparable(a), comparable(b))
-}
-
-func comparable(u *unstructured.Unstructured) any {
-	c := portable(u)
-	refs := c.GetOwnerReferences()
-	for i := range refs {
-		refs[i].UID = ""
-	}
-	c.SetOwnerReferences(refs)
-	if len(c.GetAnnotations()) == 0 {
-		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
-	}
-	if len(c.GetLabels()) == 0 {
-		unstructured.RemoveNestedField(c.Object, "metadata", "labels")
-	}
-	return numbers(c.Object)
-}
-
-// numbers makes every integral number an int64 and every other a float64.
-func numbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = numbers(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = numbers(e)
-		}
-		return out
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
-			return int64(x)
-		}
-		return x
-	case float32:
-		return numbers(float64(x))
-	case int:
-		return int64(x)
-	case int32:
-		return int64(x)
-	}
-	return v
+	return kube.SameContentAs(a, b, portable)
 }

@@ -200,22 +200,42 @@ func TestBadInputTable(t *testing.T) {
 			if c.setup != nil {
 				c.setup()
 			}
-			mark := st.CP.AuditMark()
-			out, errOut, code := runCLI(t, c.args...)
-			if code == 0 || !strings.Contains(errOut, c.want) {
-				t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, errOut, c.want)
-			}
-			if out != "" {
-				t.Fatalf("refused input printed a result on stdout: %.300q", out)
-			}
-			writes, err := st.CP.PersistedWritesSince(mark, controlplane.AdminUser)
-			if err != nil {
-				t.Fatalf("audit log: %v", err)
-			}
-			if len(writes) > 0 {
-				t.Fatalf("refused input wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
-			}
+			runRefused(t, st.CP, 0, []string{c.want}, c.args...)
 		})
+	}
+}
+
+// runRefused runs the CLI and requires what every refused input gets: exit
+// code code (0: any but 0), stderr naming each of want, nothing on stdout,
+// and not one persisted write.
+func runRefused(t *testing.T, cp *controlplane.ControlPlane, code int, want []string, args ...string) {
+	t.Helper()
+	mark := cp.AuditMark()
+	out, errOut, got := runCLI(t, args...)
+	if got == 0 || code != 0 && got != code {
+		t.Fatalf("exit %d, want %d (0: any refusal); stderr %q", got, code, errOut)
+	}
+	for _, w := range want {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("stderr %q does not say %q", errOut, w)
+		}
+	}
+	if out != "" {
+		t.Errorf("refused input printed a result on stdout: %.300q", out)
+	}
+	noWritesSince(t, cp, mark, "refused input")
+}
+
+// noWritesSince fails the test if anything was persisted since mark, or if
+// the audit log cannot tell.
+func noWritesSince(t *testing.T, cp *controlplane.ControlPlane, mark int, what string) {
+	t.Helper()
+	writes, err := cp.PersistedWritesSince(mark, controlplane.AdminUser)
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	if len(writes) > 0 {
+		t.Fatalf("%s wrote %d times, first %s %s", what, len(writes), writes[0].Verb, writes[0].RequestURI)
 	}
 }
 

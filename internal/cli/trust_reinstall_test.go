@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/action"
@@ -105,21 +104,7 @@ func TestTrustReinstall(t *testing.T) {
 			if c.setup != nil {
 				c.setup()
 			}
-			mark := st.CP.AuditMark()
-			out, errOut, code := runCLI(t, append([]string{"--kubeconfig", kc}, c.args...)...)
-			if code != 2 || !strings.Contains(errOut, c.want) {
-				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, errOut, c.want)
-			}
-			if out != "" {
-				t.Fatalf("refused input printed a result on stdout: %.300q", out)
-			}
-			writes, err := st.CP.PersistedWritesSince(mark, controlplane.AdminUser)
-			if err != nil {
-				t.Fatalf("audit log: %v", err)
-			}
-			if len(writes) > 0 {
-				t.Fatalf("refused input wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
-			}
+			runRefused(t, st.CP, 2, []string{c.want}, append([]string{"--kubeconfig", kc}, c.args...)...)
 		})
 	}
 	// The symlink's target was left as it was: nothing written through it.

@@ -245,21 +245,7 @@ func TestTrustRestore(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			mark := st.CP.AuditMark()
-			out, errOut, code := runCLI(t, append([]string{"--kubeconfig", kc}, c.args...)...)
-			if code != 2 || !strings.Contains(errOut, c.want) {
-				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, errOut, c.want)
-			}
-			if out != "" {
-				t.Fatalf("refused input printed a result on stdout: %.300q", out)
-			}
-			writes, err := st.CP.PersistedWritesSince(mark, controlplane.AdminUser)
-			if err != nil {
-				t.Fatalf("audit log: %v", err)
-			}
-			if len(writes) > 0 {
-				t.Fatalf("refused input wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
-			}
+			runRefused(t, st.CP, 2, []string{c.want}, append([]string{"--kubeconfig", kc}, c.args...)...)
 		})
 	}
 }

@@ -132,26 +132,7 @@ func TestTrustTenancyImport(t *testing.T) {
 			if c.teardown != nil {
 				defer c.teardown()
 			}
-			mark := st.CP.AuditMark()
-			out, errOut, code := runCLI(t, "--kubeconfig", kc, "tenancy", "import", c.file, "--confirm")
-			if code != 2 {
-				t.Errorf("exit %d, want 2; stderr %q", code, errOut)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(errOut, w) {
-					t.Errorf("stderr %q does not say %q", errOut, w)
-				}
-			}
-			if out != "" {
-				t.Errorf("refused import printed a result on stdout: %.300q", out)
-			}
-			writes, err := st.CP.PersistedWritesSince(mark, controlplane.AdminUser)
-			if err != nil {
-				t.Fatalf("audit log: %v", err)
-			}
-			if len(writes) > 0 {
-				t.Fatalf("refused import wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
-			}
+			runRefused(t, st.CP, 2, c.want, "--kubeconfig", kc, "tenancy", "import", c.file, "--confirm")
 		})
 	}
 
@@ -168,13 +149,7 @@ func TestTrustTenancyImport(t *testing.T) {
 				t.Errorf("result does not say %s: %.2000s", w, out)
 			}
 		}
-		writes, err := st.CP.PersistedWritesSince(mark, controlplane.AdminUser)
-		if err != nil {
-			t.Fatalf("audit log: %v", err)
-		}
-		if len(writes) > 0 {
-			t.Fatalf("dry run wrote %d times, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
-		}
+		noWritesSince(t, st.CP, mark, "dry run")
 	})
 	// An unedited export passes without the flag: its privileged objects
 	// (platform-admin) are the cluster's already.

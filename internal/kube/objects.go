@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"math"
 	"reflect"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -40,13 +41,19 @@ func Portable(u *unstructured.Unstructured) *unstructured.Unstructured {
 }
 
 // SameContent compares two objects without what the server sets and without
-// their owners' UIDs (an owner created again has a new one).
-func SameContent(a, b *unstructured.Unstructured) bool {
-	return reflect.DeepEqual(comparable(a), comparable(b))
+// their owners' UIDs (an owner created again has a new one); numbers compare
+// by value, whatever decoded them (float64 from encoding/json, int64 from
+// the API machinery).
+func SameContent(a, b *unstructured.Unstructured) bool { return SameContentAs(a, b, Portable) }
+
+// SameContentAs is SameContent with the caller's notion of what is sent
+// (restore also strips what controllers generate).
+func SameContentAs(a, b *unstructured.Unstructured, portable func(*unstructured.Unstructured) *unstructured.Unstructured) bool {
+	return reflect.DeepEqual(comparable(a, portable), comparable(b, portable))
 }
 
-func comparable(u *unstructured.Unstructured) map[string]any {
-	c := Portable(u)
+func comparable(u *unstructured.Unstructured, portable func(*unstructured.Unstructured) *unstructured.Unstructured) any {
+	c := portable(u)
 	refs := c.GetOwnerReferences()
 	for i := range refs {
 		refs[i].UID = ""
@@ -58,7 +65,37 @@ func comparable(u *unstructured.Unstructured) map[string]any {
 	if len(c.GetLabels()) == 0 {
 		unstructured.RemoveNestedField(c.Object, "metadata", "labels")
 	}
-	return c.Object
+	return numbers(c.Object)
+}
+
+// numbers makes every integral number an int64 and every other a float64.
+func numbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = numbers(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = numbers(e)
+		}
+		return out
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
+			return int64(x)
+		}
+		return x
+	case float32:
+		return numbers(float64(x))
+	case int:
+		return int64(x)
+	case int32:
+		return int64(x)
+	}
+	return v
 }
 
 // Resolver reaches objects of any served type by apiVersion and kind,
