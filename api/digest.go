@@ -76,7 +76,7 @@ func writeFile(path string, v any) error {
 
 // Read loads a plan and checks its format and digest.
 func Read(path string) (*Plan, error) {
-	b, err := os.ReadFile(path)
+	b, err := readInput(path)
 	if err != nil {
 		return nil, Refuse(FixNewPlan, "read plan %s: %w", path, err)
 	}

@@ -132,9 +132,9 @@ func MarshalTenancy(t *Tenancy, asJSON bool) ([]byte, error) {
 // ReadTenancy reads and checks a tenancy file (YAML or JSON): its kind and
 // version, and that every object is a tenancy object with a name.
 func ReadTenancy(path string) (*Tenancy, error) {
-	b, err := os.ReadFile(path)
+	b, err := readInput(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w %s: %w", ErrTenancyFile, path, err)
 	}
 	var t Tenancy
 	if err := yaml.UnmarshalStrict(b, &t); err != nil {

@@ -193,6 +193,8 @@ func TestBadInputTable(t *testing.T) {
 		{"resealed plan: deletes a user's Secret in kube-system", []string{"--kubeconfig", kc, "apply", userSecret, "--confirm"}, setupUserSecret, "does not find it is KubeSphere's"},
 		{"resealed plan: strips a label that ties nothing", []string{"--kubeconfig", kc, "apply", untiedLabel, "--confirm"}, setupUntiedLabel, "no tie to KubeSphere/KubeFed in label payments.example.com/tier"},
 		{"plan not the one reviewed (--expect-digest)", []string{"--kubeconfig", kc, "apply", good, "--confirm", "--expect-digest", "sha256:0000"}, nil, "not the sha256:0000 expected"},
+		{"plan is a device (no end to read)", []string{"--kubeconfig", kc, "apply", "/dev/zero", "--confirm"}, nil, "/dev/zero is a device"},
+		{"tenancy import: a device (no end to read)", []string{"--kubeconfig", kc, "tenancy", "import", "/dev/zero", "--confirm"}, nil, "/dev/zero is a device"},
 		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
 	}
 	for _, c := range cases {
