@@ -122,7 +122,7 @@ func TestTrustTenancyImport(t *testing.T) {
 			if err := st.Seeder.Kube.CoordinationV1().Leases("kube-system").Delete(context.Background(), "ks-clean", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"another ks-clean apply holds the cluster"}},
+		}, []string{"another ks-clean run holds the cluster"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
