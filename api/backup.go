@@ -158,16 +158,22 @@ func readInside(root *os.Root, dir, rel string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	// Replaced between the check and the open (a link, a pipe): refused.
+	return readChecked(f, fi, rel, limit, ErrBackupUnsafe)
+}
+
+// readChecked reads f, opened after fi was checked: a file replaced
+// between the check and the open (a link, a pipe) is refused, and no more
+// than limit bytes are read whatever the file has become.
+func readChecked(f *os.File, fi fs.FileInfo, name string, limit int64, kind error) ([]byte, error) {
 	if now, err := f.Stat(); err != nil || !os.SameFile(fi, now) {
-		return nil, fmt.Errorf("%s changed while it was read: %w", rel, ErrBackupUnsafe)
+		return nil, fmt.Errorf("%s changed while it was read: %w", name, kind)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is more than the %d bytes a file of a backup may have: %w", rel, limit, ErrBackupUnsafe)
+		return nil, fmt.Errorf("%s is more than %d bytes: %w", name, limit, kind)
 	}
 	return b, nil
 }
@@ -209,17 +215,7 @@ func ReadRegularFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if now, err := f.Stat(); err != nil || !os.SameFile(fi, now) {
-		return nil, fmt.Errorf("%s changed while it was read: %w", path, ErrBackupUnsafe)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is more than %d bytes: %w", path, limit, ErrBackupUnsafe)
-	}
-	return b, nil
+	return readChecked(f, fi, path, limit, ErrBackupUnsafe)
 }
 
 // CheckPrivateDir refuses a backup directory apply would write Secrets

@@ -1,8 +1,8 @@
 package api
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"os"
 )
 
@@ -27,12 +27,7 @@ func readInput(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is %s, not a file ks-clean wrote", path, describe(fi))
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxInputBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxInputBytes {
-		return nil, fmt.Errorf("%s is more than %d MiB, larger than any file ks-clean writes", path, MaxInputBytes>>20)
-	}
-	return b, nil
+	return readChecked(f, fi, path, MaxInputBytes, errTooLarge)
 }
+
+var errTooLarge = errors.New("larger than any file ks-clean writes")
