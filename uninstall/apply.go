@@ -199,13 +199,15 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 			return res, st.wrap(err)
 		}
 	}
-	if !a.DryRun {
-		for _, st := range stages {
-			if err := st.open(); err != nil {
-				return res, st.wrap(err)
-			}
-			defer st.journal.close()
+	// Backup directories and journals before the Lease, its first write:
+	// a refusal of them changes nothing.
+	for _, st := range stages {
+		if err := st.open(); err != nil {
+			return res, st.wrap(err)
 		}
+		defer st.journal.close()
+	}
+	if !a.DryRun {
 		release, err := a.takeLeases(ctx, stages)
 		if err != nil {
 			return res, err

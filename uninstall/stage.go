@@ -53,8 +53,8 @@ func (a *stage) wrap(err error) error {
 	return fmt.Errorf("stage %s: %w", a.Plan.Name, err)
 }
 
-// open makes the stage's backup directory and opens its journal: every
-// refusal of them comes before the first write (the Lease) of the run.
+// open makes the stage's backup directory and opens its journal (none in a
+// dry run): Run opens every stage's before the first write (the Lease).
 func (a *stage) open() error {
 	if err := os.MkdirAll(a.BackupDir, 0o700); err != nil {
 		return api.Refuse(api.FixBackupDir, "backup directory %s: %w", a.BackupDir, err)
@@ -62,7 +62,7 @@ func (a *stage) open() error {
 	if err := probeWritable(a.BackupDir); err != nil {
 		return api.Refuse(api.FixBackupDir, "%w", err)
 	}
-	if a.DryRun || a.journal != nil {
+	if a.DryRun {
 		return nil
 	}
 	j, err := openJournal(a.BackupDir, a.journalKey())
@@ -88,9 +88,6 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 		if targets, err = a.preflight(ctx); err != nil {
 			return res, err
 		}
-	}
-	if err := a.open(); err != nil { // done already by Run, except in a dry run
-		return res, err
 	}
 	// The backup is taken under the Lease, so it is never a snapshot of
 	// another run's half-done work. Every write runs under the Lease's
