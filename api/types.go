@@ -36,6 +36,12 @@ func (r ObjectRef) String() string {
 	return fmt.Sprintf("%s/%s/%s", r.Kind, r.Namespace, r.Name)
 }
 
+// Guardable: apply's deletion guard can protect it (a namespace or a
+// PersistentVolume, known by UID).
+func (r ObjectRef) Guardable() bool {
+	return r.Group() == "" && (r.Kind == "Namespace" || r.Kind == "PersistentVolume") && r.UID != ""
+}
+
 // Group is the API group of the reference ("" for the core group).
 func (r ObjectRef) Group() string {
 	for i := 0; i < len(r.APIVersion); i++ {

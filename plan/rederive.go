@@ -95,8 +95,12 @@ func rederiveStep(fp *footprint.Footprint, st *api.Stage, s *api.Step, protected
 	}
 	obj := fp.Inv.ByUID(types.UID(s.Target.UID))
 	if obj == nil {
-		if unread[s.Target.Group()+"/"+s.Target.Kind] {
+		gk := s.Target.Group() + "/" + s.Target.Kind
+		if unread[gk] {
 			return "its type could not be listed, so the scan cannot tell what it is"
+		}
+		if slices.Contains(fp.Inv.UnreadIn[gk], s.Target.Namespace) {
+			return fmt.Sprintf("this user may not list %s in namespace %s, so the scan cannot tell what it is", s.Target.Kind, s.Target.Namespace)
 		}
 		return "" // gone already: every write is conditional on its UID
 	}

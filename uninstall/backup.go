@@ -70,6 +70,8 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	}
 
 	want := map[schema.GroupVersionResource]map[string]bool{} // gvr -> uid set
+	// The namespaces where each namespaced type has something to save.
+	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
 	var deletedNS []string
 	for _, s := range a.Plan.Steps {
 		r := targets[s.ID]
@@ -80,6 +82,12 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 			want[r.gvr] = map[string]bool{}
 		}
 		want[r.gvr][s.Target.UID] = true
+		if r.namespaced {
+			if namespacesOf[r.gvr] == nil {
+				namespacesOf[r.gvr] = map[string]bool{}
+			}
+			namespacesOf[r.gvr][s.Target.Namespace] = true
+		}
 		if s.Action == api.ActionDelete && s.Target.Kind == "Namespace" {
 			deletedNS = append(deletedNS, s.Target.Name)
 		}
@@ -104,6 +112,12 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		reads = append(reads, read{gvr: gvr})
 	}
 	for _, gvr := range namespaced {
+		if namespacesOf[gvr] == nil {
+			namespacesOf[gvr] = map[string]bool{}
+		}
+		for _, ns := range deletedNS {
+			namespacesOf[gvr][ns] = true
+		}
 		if want[gvr] != nil {
 			continue // listed cluster-wide already
 		}
@@ -123,44 +137,56 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 	w := &objectWriter{dir: dir, made: map[string]bool{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.Concurrency)
-	for _, rd := range reads {
+	var readOne func(rd read) error
+	readOne = func(rd read) error {
 		uids := want[rd.gvr]
-		g.Go(func() error {
-			ri := a.Clients.Dynamic.Resource(rd.gvr).Namespace(rd.namespace)
-			p := kube.Pager(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
-			err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
-				u := item.(*unstructured.Unstructured)
-				uid := string(u.GetUID())
-				if !uids[uid] && !nsSet[u.GetNamespace()] {
-					return nil
-				}
-				mu.Lock()
-				dup := seen[uid]
-				seen[uid] = true
-				mu.Unlock()
-				if dup {
-					return nil
-				}
-				e, err := w.write(u)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				entries = append(entries, e)
-				if patched[uid] {
-					known[uid] = u
-				}
-				mu.Unlock()
-				return nil
-			})
-			if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+		ri := a.Clients.Dynamic.Resource(rd.gvr).Namespace(rd.namespace)
+		p := kube.Pager(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
+		err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
+			u := item.(*unstructured.Unstructured)
+			uid := string(u.GetUID())
+			if !uids[uid] && !nsSet[u.GetNamespace()] {
 				return nil
 			}
+			mu.Lock()
+			dup := seen[uid]
+			seen[uid] = true
+			mu.Unlock()
+			if dup {
+				return nil
+			}
+			e, err := w.write(u)
 			if err != nil {
-				return fmt.Errorf("back up %s: %w", rd.gvr.GroupResource(), err)
+				return err
 			}
+			mu.Lock()
+			entries = append(entries, e)
+			if patched[uid] {
+				known[uid] = u
+			}
+			mu.Unlock()
 			return nil
 		})
+		if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+			return nil
+		}
+		if apierrors.IsForbidden(err) && rd.namespace == "" && len(namespacesOf[rd.gvr]) > 0 {
+			// A role of least privilege (rbac.ForStage) grants reads
+			// in the namespaces the plan touches only: read there.
+			for ns := range namespacesOf[rd.gvr] {
+				if err := readOne(read{gvr: rd.gvr, namespace: ns}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("back up %s: %w", rd.gvr.GroupResource(), err)
+		}
+		return nil
+	}
+	for _, rd := range reads {
+		g.Go(func() error { return readOne(rd) })
 	}
 	if err := g.Wait(); err != nil {
 		return 0, nil, err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/internal/lease"
 )
 
 // GuardName names the deletion guard's ValidatingAdmissionPolicy and its
@@ -90,7 +91,7 @@ func guardLabels() map[string]string {
 func guarded(st *api.Stage) map[types.UID]string {
 	out := map[types.UID]string{}
 	for _, r := range st.Protected {
-		if r.Group() == "" && (r.Kind == "Namespace" || r.Kind == "PersistentVolume") && r.UID != "" {
+		if r.Guardable() {
 			out[types.UID(r.UID)] = r.String()
 		}
 	}
@@ -119,7 +120,7 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage, halt func
 		ObjectMeta: metav1.ObjectMeta{Name: GuardName, Labels: guardLabels()},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy:    &fail,
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: guardRules(g.uids)},
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: append(guardRules(g.uids), leaseRule())},
 			// Everything the rules match is refused: they name only what
 			// is guarded.
 			Validations: []admissionregistrationv1.Validation{{
@@ -194,6 +195,24 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage, halt func
 
 func ptr[T any](v T) *T { return &v }
 
+// leaseProbe names the Lease as the object a dry-run delete checks the
+// guard with.
+const leaseProbe = "Lease " + lease.Namespace + "/" + lease.Name
+
+// leaseRule guards the run's own Lease too: a delete of it shows the policy
+// is enforced to a user who may delete nothing else the guard protects.
+// Releasing the Lease comes after the guard is removed; a guard kept for
+// objects at risk leaves the Lease to expire.
+func leaseRule() admissionregistrationv1.NamedRuleWithOperations {
+	return admissionregistrationv1.NamedRuleWithOperations{
+		ResourceNames: []string{lease.Name},
+		RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{"coordination.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"leases"}},
+		},
+	}
+}
+
 // guardRules match DELETE of the guarded namespaces and volumes by name
 // (resourceNames). Not by UID in a CEL expression: the apiserver limits an
 // expression to 100,000 code points (about 2,000 UIDs), and a policy
@@ -262,6 +281,15 @@ func (g *guard) waitEnforced(ctx context.Context) error {
 	var last error
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		last = probe.dryRunDelete(ctx)
+		if apierrors.IsForbidden(last) && !strings.Contains(last.Error(), guardMessage) && probe.what != leaseProbe {
+			// RBAC refused before admission was asked: a role of least
+			// privilege (rbac.ForStage) may not delete users' namespaces.
+			// The same policy guards this run's Lease, which it may.
+			probe = &guardProbe{what: leaseProbe, dryRunDelete: func(ctx context.Context) error {
+				return g.kc.CoordinationV1().Leases(lease.Namespace).Delete(ctx, lease.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+			}}
+			last = probe.dryRunDelete(ctx)
+		}
 		return last != nil && strings.Contains(last.Error(), guardMessage), nil
 	})
 	if err != nil {

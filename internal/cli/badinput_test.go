@@ -3,6 +3,7 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,12 +11,15 @@ import (
 	"context"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/rbac"
 	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
@@ -196,6 +200,9 @@ func TestBadInputTable(t *testing.T) {
 		{"plan is a device (no end to read)", []string{"--kubeconfig", kc, "apply", "/dev/zero", "--confirm"}, nil, "/dev/zero is a device"},
 		{"tenancy import: a device (no end to read)", []string{"--kubeconfig", kc, "tenancy", "import", "/dev/zero", "--confirm"}, nil, "/dev/zero is a device"},
 		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
+		{"rbac apply: a plan for another cluster", []string{"--kubeconfig", kc, "rbac", "apply", otherPlan}, nil, "use the context the plan was made with"},
+		{"rbac apply: an edited plan", []string{"--kubeconfig", kc, "rbac", "apply", filepath.Join(dir, "edited.json")}, nil, "edited after planning"},
+		{"rbac scan: a service account without its namespace", []string{"--kubeconfig", kc, "rbac", "scan", "--serviceaccount", "ks-clean"}, nil, "NAMESPACE:NAME"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -204,6 +211,26 @@ func TestBadInputTable(t *testing.T) {
 			}
 			runRefused(t, st.CP, 0, []string{c.want}, c.args...)
 		})
+	}
+
+	// And the good plan's roles: bound to the default service account,
+	// named after the plan, never a delete of a namespace it protects.
+	out, errOut, code := runCLI(t, "--kubeconfig", kc, "rbac", "apply", good)
+	if code != 0 {
+		t.Fatalf("rbac apply of the good plan: exit %d: %s", code, errOut)
+	}
+	p, _ = api.Read(good)
+	var role rbacv1.ClusterRole
+	if err := yaml.Unmarshal([]byte(strings.Split(out, "---\n")[1]), &role); err != nil || role.Name != rbac.ApplyName(p) {
+		t.Fatalf("rbac apply printed %q first (%v); want ClusterRole %s", out[:min(len(out), 200)], err, rbac.ApplyName(p))
+	}
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "namespaces") && slices.Contains(r.Verbs, "delete") && (len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, "prod-ws1-1")) {
+			t.Fatalf("the apply role may delete protected prod-ws1-1: %+v", r)
+		}
+	}
+	if !strings.Contains(out, "- kind: ServiceAccount\n  name: ks-clean\n  namespace: ks-clean") {
+		t.Fatalf("rbac apply's bindings are not to ks-clean:ks-clean:\n%s", out)
 	}
 }
 

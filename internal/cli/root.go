@@ -211,7 +211,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 }
 
 func commands() []*cli.Command {
-	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), restoreCommand(), reinstallCommand(), tenancyCommand(), completionCommand()}
+	return []*cli.Command{versionCommand(), scanCommand(), planCommand(), applyCommand(), restoreCommand(), reinstallCommand(), tenancyCommand(), rbacCommand(), completionCommand()}
 }
 
 // confirmFlag is --confirm (--yes, -y): do not ask for the context name.
@@ -428,7 +428,7 @@ func explain(err error, server string) error {
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("%w: %s rejected the credentials (expired or invalid token or certificate); refresh them in your kubeconfig and run again", err, server)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("%w: bind this user to docs/rbac/ks-clean-scan.yaml (scan, plan) or docs/rbac/ks-clean-apply.yaml (apply, reinstall)", err)
+		return fmt.Errorf("%w: bind this user to the roles `ks-clean rbac scan` prints (scan, plan) and, for one apply, `ks-clean rbac apply PLAN` (docs/rbac)", err)
 	case errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused"):
 		return fmt.Errorf("%w: cannot reach %s; check --context/--kubeconfig and that the API server is up", err, server)
 	}

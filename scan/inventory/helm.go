@@ -15,14 +15,20 @@ import (
 	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
-// listReleases reads every Helm release record in the cluster through Helm's
-// Secrets driver, so records are decoded exactly as helm does.
-func listReleases(ctx context.Context, c *kube.Clients, pageSize int64) ([]*release.Release, error) {
-	d := driver.NewSecrets(&pagedSecrets{SecretInterface: c.Kube.CoreV1().Secrets(""), ctx: ctx, pageSize: pageSize})
+// listReleases reads every Helm release record in namespace ("": the whole
+// cluster) through Helm's Secrets driver, so records are decoded exactly as
+// helm does.
+func listReleases(ctx context.Context, c *kube.Clients, namespace string, pageSize int64) ([]*release.Release, error) {
+	d := driver.NewSecrets(&pagedSecrets{SecretInterface: c.Kube.CoreV1().Secrets(namespace), ctx: ctx, pageSize: pageSize})
 	rels, err := d.List(func(*release.Release) bool { return true })
 	if err != nil {
 		return nil, err
 	}
+	sortReleases(rels)
+	return rels, nil
+}
+
+func sortReleases(rels []*release.Release) {
 	sort.Slice(rels, func(i, j int) bool {
 		a, b := rels[i], rels[j]
 		if a.Namespace != b.Namespace {
@@ -33,7 +39,6 @@ func listReleases(ctx context.Context, c *kube.Clients, pageSize int64) ([]*rele
 		}
 		return a.Version < b.Version
 	})
-	return rels, nil
 }
 
 // pagedSecrets makes Helm's driver list release records page by page: the

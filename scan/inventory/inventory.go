@@ -78,6 +78,10 @@ type Inventory struct {
 	// Unread are the types ("group/Kind") that could not be listed: the
 	// scan cannot say what their objects are.
 	Unread []string
+	// UnreadIn are, per namespaced type ("group/Kind"), the namespaces
+	// where it could not be listed although it could elsewhere: a role
+	// that grants Secrets only where a scan needs them (rbac.Scan).
+	UnreadIn map[string][]string
 
 	byUID  map[types.UID]*Object
 	byKind map[string][]*Object
@@ -151,6 +155,9 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 	}
 
 	var mu sync.Mutex
+	// Namespaced types this user may not list cluster-wide: read namespace
+	// by namespace once the namespaces are known.
+	var perNamespace []*Resource
 	add := func(obj *Object) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -166,12 +173,17 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 	g.SetLimit(o.Concurrency)
 	for _, r := range resources {
 		g.Go(func() error {
-			err := listResource(gctx, c, r, o.PageSize, add)
+			err := listResource(gctx, c, r, "", o.PageSize, add)
 			switch {
 			case err == nil:
 				return nil
 			case r.GVR.Resource == "namespaces" && r.GVR.Group == "":
 				return fmt.Errorf("list namespaces: %w", err)
+			case apierrors.IsForbidden(err) && r.Namespaced:
+				mu.Lock()
+				perNamespace = append(perNamespace, r)
+				mu.Unlock()
+				return nil
 			case apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) || !r.Full:
 				// A metadata-only type (often an aggregated API such as
 				// metrics.k8s.io whose server is down) only matters for owner
@@ -186,8 +198,13 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 			}
 		})
 	}
+	releasesForbidden := false
 	g.Go(func() error {
-		rels, err := listReleases(gctx, c, o.PageSize)
+		rels, err := listReleases(gctx, c, "", o.PageSize)
+		if apierrors.IsForbidden(err) {
+			releasesForbidden = true
+			return nil
+		}
 		if err != nil {
 			warn("could not read Helm releases: %v", err)
 			return nil
@@ -197,6 +214,11 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	if len(perNamespace) > 0 || releasesForbidden {
+		if err := inv.collectPerNamespace(ctx, c, o, perNamespace, releasesForbidden, add); err != nil {
+			return nil, err
+		}
 	}
 
 	sort.Slice(inv.Objects, func(i, j int) bool { return less(inv.Objects[i], inv.Objects[j]) })
@@ -260,12 +282,13 @@ func discover(ctx context.Context, d discovery.DiscoveryInterface, fullGroup fun
 	return out, nil
 }
 
-func listResource(ctx context.Context, c *kube.Clients, r *Resource, pageSize int64, add func(*Object)) error {
+// listResource lists one type in namespace ("": all).
+func listResource(ctx context.Context, c *kube.Clients, r *Resource, namespace string, pageSize int64, add func(*Object)) error {
 	list := func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 		if r.Full {
-			return c.Dynamic.Resource(r.GVR).List(ctx, opts)
+			return c.Dynamic.Resource(r.GVR).Namespace(namespace).List(ctx, opts)
 		}
-		return c.Metadata.Resource(r.GVR).List(ctx, opts)
+		return c.Metadata.Resource(r.GVR).Namespace(namespace).List(ctx, opts)
 	}
 	p := kube.Pager(list)
 	p.PageSize = pageSize

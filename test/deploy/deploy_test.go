@@ -17,7 +17,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,13 +30,14 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/rbac"
+	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/test/controlplane"
 )
 
 const (
 	jobManifest = "../../docs/deploy/ks-clean-job.yaml"
-	rbacDir     = "../../docs/rbac"
-	applyRole   = "../../docs/rbac/ks-clean-apply.yaml"
 )
 
 // manifestDoc is one YAML document of a manifest file.
@@ -67,6 +67,11 @@ func readManifest(t *testing.T, path string) []manifestDoc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseManifest(t, path, data)
+}
+
+func parseManifest(t *testing.T, path string, data []byte) []manifestDoc {
+	t.Helper()
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs []manifestDoc
 	for i := 1; ; i++ {
@@ -96,19 +101,6 @@ func readManifest(t *testing.T, path string) []manifestDoc {
 	return docs
 }
 
-// rbacManifests are every docs/rbac/*.yaml.
-func rbacManifests(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(rbacDir, "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatalf("no manifests in %s", rbacDir)
-	}
-	return files
-}
-
 // only returns the one document of the given kind, decoded strictly into
 // out (a field the Go type does not have is an error).
 func only(t *testing.T, docs []manifestDoc, kind string, out interface{}) manifestDoc {
@@ -130,11 +122,9 @@ func only(t *testing.T, docs []manifestDoc, kind string, out interface{}) manife
 
 // jobObjects are the typed objects of docs/deploy/ks-clean-job.yaml.
 type jobObjects struct {
-	ns      corev1.Namespace
-	sa      corev1.ServiceAccount
-	role    rbacv1.ClusterRole
-	binding rbacv1.ClusterRoleBinding
-	job     batchv1.Job
+	ns  corev1.Namespace
+	sa  corev1.ServiceAccount
+	job batchv1.Job
 }
 
 func readJobManifest(t *testing.T) ([]manifestDoc, jobObjects) {
@@ -143,45 +133,27 @@ func readJobManifest(t *testing.T) ([]manifestDoc, jobObjects) {
 	var o jobObjects
 	only(t, docs, "Namespace", &o.ns)
 	only(t, docs, "ServiceAccount", &o.sa)
-	only(t, docs, "ClusterRole", &o.role)
-	only(t, docs, "ClusterRoleBinding", &o.binding)
 	only(t, docs, "Job", &o.job)
-	if len(docs) != 5 {
-		t.Fatalf("%s: %d objects, want the 5 above", jobManifest, len(docs))
+	if len(docs) != 3 {
+		// Roles are printed per cluster and per plan (ks-clean rbac):
+		// a fixed one would grant more than a run needs.
+		t.Fatalf("%s: %d objects, want the 3 above and no RBAC", jobManifest, len(docs))
 	}
 	return docs, o
 }
 
-// TestJobManifest checks what the API server does not: that the manifest's
-// ClusterRole is exactly docs/rbac/ks-clean-apply.yaml's, that the objects
+// TestJobManifest checks what the API server does not: that the objects
 // point at one another, and that the Job runs as non-root on a read-only
 // root file system with a writable /work, a read-only scan by default.
 func TestJobManifest(t *testing.T) {
 	_, o := readJobManifest(t)
 
-	// The role does not drift from docs/rbac.
-	var want rbacv1.ClusterRole
-	only(t, readManifest(t, applyRole), "ClusterRole", &want)
-	if o.role.Name != want.Name {
-		t.Errorf("ClusterRole %q, want %q as in %s", o.role.Name, want.Name, applyRole)
-	}
-	if !reflect.DeepEqual(o.role.Rules, want.Rules) {
-		t.Errorf("the ClusterRole's rules differ from %s:\n  manifest: %+v\n  docs/rbac: %+v", applyRole, o.role.Rules, want.Rules)
-	}
-	if o.role.AggregationRule != nil || want.AggregationRule != nil {
-		t.Errorf("aggregation rules: manifest %v, docs/rbac %v; want none", o.role.AggregationRule, want.AggregationRule)
-	}
-
 	// The objects name one another.
 	if o.sa.Namespace != o.ns.Name || o.job.Namespace != o.ns.Name {
 		t.Errorf("ServiceAccount in %q, Job in %q: want both in the manifest's Namespace %q", o.sa.Namespace, o.job.Namespace, o.ns.Name)
 	}
-	if o.binding.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: o.role.Name}) {
-		t.Errorf("ClusterRoleBinding's roleRef %+v, want the ClusterRole %q", o.binding.RoleRef, o.role.Name)
-	}
-	wantSubject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: o.sa.Name, Namespace: o.sa.Namespace}}
-	if !reflect.DeepEqual(o.binding.Subjects, wantSubject) {
-		t.Errorf("ClusterRoleBinding's subjects %+v, want %+v", o.binding.Subjects, wantSubject)
+	if o.sa.Namespace+":"+o.sa.Name != "ks-clean:ks-clean" {
+		t.Errorf("ServiceAccount %s:%s, want ks-clean:ks-clean, the default of ks-clean rbac --serviceaccount", o.sa.Namespace, o.sa.Name)
 	}
 	if got := o.ns.Labels["pod-security.kubernetes.io/enforce"]; got != "restricted" {
 		t.Errorf("Namespace label pod-security.kubernetes.io/enforce=%q, want restricted", got)
@@ -305,7 +277,7 @@ func (w *warnings) take() []string {
 }
 
 // TestManifestsOnAPIServer creates every object of
-// docs/deploy/ks-clean-job.yaml and docs/rbac/*.yaml with a server-side dry
+// docs/deploy/ks-clean-job.yaml and of `ks-clean rbac scan` with a server-side dry
 // run on a real kube-apiserver, with strict field validation: the server's
 // own validation, defaulting and admission decide, and any error or warning
 // fails. Then the Job's Pod is dry-run created in the manifest's Namespace,
@@ -315,8 +287,7 @@ func (w *warnings) take() []string {
 // admission refuses any create, dry run included, in a namespace that does
 // not exist. So the Namespace, and only it, is created for real once its
 // dry run passes; it comes first in the manifest. Everything else stays a
-// dry run (the ClusterRole ks-clean-apply is in both files and would
-// otherwise collide). envtest's apiserver runs without the ServiceAccount
+// dry run. envtest's apiserver runs without the ServiceAccount
 // admission plugin, so the Pod's dry run does not need the ServiceAccount
 // to exist.
 func TestManifestsOnAPIServer(t *testing.T) {
@@ -325,13 +296,25 @@ func TestManifestsOnAPIServer(t *testing.T) {
 	jobDocs, o := readJobManifest(t)
 	var docs []manifestDoc
 	docs = append(docs, jobDocs...)
-	for _, f := range rbacManifests(t) {
-		docs = append(docs, readManifest(t, f)...)
-	}
 
 	// Nothing here needs a controller: no garbage collection, no Job
 	// controller making Pods.
 	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	// The roles `ks-clean rbac scan` prints for this cluster, for the
+	// manifest's ServiceAccount.
+	admin, err := kube.New(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := scan.Run(ctx, []scan.Target{{Clients: admin}}, scan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles, err := rbac.ScanFor(rep.Host(), rbac.ServiceAccount(o.sa.Namespace, o.sa.Name)).YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, parseManifest(t, "ks-clean rbac scan", roles)...)
 	w := &warnings{}
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.WarningHandler = w

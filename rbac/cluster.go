@@ -1,0 +1,108 @@
+package rbac
+
+import (
+	"sort"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/scan"
+)
+
+// ScanFor is the scan role for the cluster res was scanned from (by an
+// account that could read it all): every type it serves, and Secrets in
+// the namespaces of KubeSphere's and KubeFed's Helm releases, of KubeFed's
+// cluster records, and the namespaces the teardown deletes whole.
+func ScanFor(res *scan.Result, subject Subject) *Roles {
+	fp := res.Footprint
+	var served []GroupResource
+	for _, r := range fp.Inv.Resources {
+		served = append(served, GroupResource{Group: r.GVR.Group, Resource: r.GVR.Resource})
+	}
+	var namespaces []string
+	for _, rel := range fp.Releases {
+		namespaces = append(namespaces, rel.Namespace)
+	}
+	for _, kfc := range fp.Inv.OfKind("core.kubefed.io", "KubeFedCluster") {
+		namespaces = append(namespaces, kfc.GetNamespace())
+	}
+	for ns := range fp.SystemNamespaces {
+		namespaces = append(namespaces, ns)
+	}
+	sort.Strings(namespaces)
+	return Scan(served, namespaces, subject)
+}
+
+// ApplyName names the apply role of a plan: one per plan, so that roles of
+// plans reviewed at different times never merge.
+func ApplyName(p *api.Plan) string {
+	d := strings.TrimPrefix(p.Digest, "sha256:")
+	if len(d) > 12 {
+		d = d[:12]
+	}
+	return "ks-clean-apply-" + d
+}
+
+// ApplyFor is the apply role of the stages of p that run on the cluster
+// res was scanned from (context names it in a plan of several stages):
+// ForStage, with types resolved and release manifests read from the scan.
+func ApplyFor(p *api.Plan, context string, res *scan.Result, subject Subject) *Roles {
+	inv := res.Footprint.Inv
+	kinds := map[schema.GroupKind]schema.GroupVersionResource{}
+	namespaced := map[schema.GroupKind]bool{}
+	for _, r := range inv.Resources {
+		gk := schema.GroupKind{Group: r.GVR.Group, Kind: r.Kind}
+		kinds[gk], namespaced[gk] = r.GVR, r.Namespaced
+	}
+	resolve := func(apiVersion, kind string) (string, bool, bool) {
+		gv, err := schema.ParseGroupVersion(apiVersion)
+		if err != nil {
+			return "", false, false
+		}
+		gk := schema.GroupKind{Group: gv.Group, Kind: kind}
+		gvr, ok := kinds[gk]
+		return gvr.Resource, namespaced[gk], ok
+	}
+	manifests := map[string][]api.ObjectRef{}
+	for _, rel := range inv.Releases {
+		manifests[rel.Namespace+"/"+rel.Name] = append(manifests[rel.Namespace+"/"+rel.Name], manifestObjects(rel)...)
+	}
+	var perms []Permission
+	for i := range p.Stages {
+		st := &p.Stages[i]
+		if len(p.Stages) > 1 && st.Cluster.Context != context {
+			continue
+		}
+		perms = append(perms, ForStage(st, resolve, manifests)...)
+	}
+	return Build(ApplyName(p), perms, subject)
+}
+
+// manifestObjects are the objects a release's manifest installs (what its
+// uninstall deletes), namespaced ones defaulting to the release's namespace.
+func manifestObjects(rel *release.Release) []api.ObjectRef {
+	var out []api.ObjectRef
+	for _, doc := range releaseutil.SplitManifests(rel.Manifest) {
+		var m struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+		}
+		if yaml.Unmarshal([]byte(doc), &m) != nil || m.Kind == "" || m.Metadata.Name == "" {
+			continue
+		}
+		ns := m.Metadata.Namespace
+		if ns == "" {
+			ns = rel.Namespace // dropped by ForStage for cluster-scoped kinds
+		}
+		out = append(out, api.ObjectRef{APIVersion: m.APIVersion, Kind: m.Kind, Namespace: ns, Name: m.Metadata.Name})
+	}
+	return out
+}
