@@ -131,7 +131,8 @@ func TestClusterRecordCredentialsAreData(t *testing.T) {
 	for _, err := range []error{
 		st.ClusterRecord(ctx, "evil-exec", execSrv.URL, execKC),
 		st.ClusterRecord(ctx, "evil-tokenfile", fileSrv.URL, fileKC),
-		st.ClusterRecord(ctx, "member-inline", "", safeKC),
+		// First by name: within the 10 KiB of a body client-go logs at -v=9.
+		st.ClusterRecord(ctx, "a-member-inline", "", safeKC),
 		st.KubeFedRecord(ctx, "evil-http", kubeFedSrv.URL, kubeFedToken),
 	} {
 		if err != nil {
