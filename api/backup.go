@@ -236,6 +236,8 @@ func CheckPrivateDir(dir string) error {
 			return Refuse(FixBackupDir, "backup directory %s: %w", dir, err)
 		}
 		switch m := fi.Mode(); {
+		case notOurs(fi) != "":
+			return Refuse(FixBackupDir, "backup directory %s: %s is owned by %s: apply writes Secrets there, and its owner could read them or change the backup; %s", dir, p, notOurs(fi), fix)
 		case m&fs.ModeSymlink != 0 || !(m.IsDir() || m.IsRegular()):
 			return Refuse(FixBackupDir, "backup directory %s: %s is %s: apply writes Secrets there and never through a link or into a special file; %s", dir, p, describe(fi), fix)
 		case m.IsDir() && m.Perm()&0o077 != 0:

@@ -74,6 +74,17 @@ func TestCheckPrivateDir(t *testing.T) {
 		"wide dir":   func(d string) error { return os.Chmod(d, 0o755) },
 		"symlink":    func(d string) error { return os.Symlink("/etc/passwd", filepath.Join(d, "journal.jsonl")) },
 		"named pipe": func(d string) error { return syscall.Mkfifo(filepath.Join(d, "p"), 0o600) },
+		// Planted by another user, with a private mode: root can make one.
+		"another user's file": func(d string) error {
+			if os.Geteuid() != 0 {
+				return os.Chmod(d, 0o755) // refused too: only root can give a file away
+			}
+			f := filepath.Join(d, "index.json")
+			if err := os.WriteFile(f, nil, 0o600); err != nil {
+				return err
+			}
+			return os.Chown(f, 4242, 4242)
+		},
 	} {
 		d := filepath.Join(t.TempDir(), "b")
 		if err := os.Mkdir(d, 0o700); err != nil {
