@@ -52,7 +52,7 @@ func checkAccess(ctx context.Context, kc kubernetes.Interface, needs []rbac.Perm
 		}
 	}
 	var mu sync.Mutex
-	var missing []string
+	missing := map[string][]string{} // "verb resource" -> objects
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, n := range first {
@@ -70,8 +70,16 @@ func checkAccess(ctx context.Context, kc kubernetes.Interface, needs []rbac.Perm
 				return fmt.Errorf("check permissions: %w", err)
 			}
 			if !r.Status.Allowed {
+				what := n.Verb + " " + n.Resource
+				if n.Group != "" {
+					what += "." + n.Group
+				}
+				where := n.Name
+				if n.Namespace != "" {
+					where = strings.TrimPrefix(where+" in "+n.Namespace, " ")
+				}
 				mu.Lock()
-				missing = append(missing, n.String())
+				missing[what] = append(missing[what], where)
 				mu.Unlock()
 			}
 			return nil
@@ -81,8 +89,19 @@ func checkAccess(ctx context.Context, kc kubernetes.Interface, needs []rbac.Perm
 		return err
 	}
 	if len(missing) > 0 {
-		sort.Strings(missing)
-		return api.Refuse(api.FixPermissions, "this user lacks permissions the plan needs: %s; bind the roles `ks-clean rbac apply PLAN` prints for this plan (with those `ks-clean rbac scan` prints) and run again", strings.Join(missing, ", "))
+		var lines []string
+		for what, where := range missing {
+			sort.Strings(where)
+			if len(where) > 3 {
+				where = append(where[:3], fmt.Sprintf("and %d more", len(where)-3))
+			}
+			if w := strings.Join(where, ", "); w != "" {
+				what += " (" + w + ")"
+			}
+			lines = append(lines, what)
+		}
+		sort.Strings(lines)
+		return api.Refuse(api.FixPermissions, "this user lacks permissions the plan needs: %s; bind the roles `ks-clean rbac apply PLAN` prints for this plan (with those `ks-clean rbac scan` prints) and run again", strings.Join(lines, "; "))
 	}
 	return nil
 }

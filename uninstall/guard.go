@@ -121,6 +121,13 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage, halt func
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy:    &fail,
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: append(guardRules(g.uids), leaseRule())},
+			// The Lease is matched for the probe alone: a real delete of it
+			// (an operator breaking a stuck run, this run releasing it)
+			// stays allowed.
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "lease-probe-is-a-dry-run",
+				Expression: "request.resource.resource != 'leases' || request.dryRun == true",
+			}},
 			// Everything the rules match is refused: they name only what
 			// is guarded.
 			Validations: []admissionregistrationv1.Validation{{
@@ -199,10 +206,9 @@ func ptr[T any](v T) *T { return &v }
 // guard with.
 const leaseProbe = "Lease " + lease.Namespace + "/" + lease.Name
 
-// leaseRule guards the run's own Lease too: a delete of it shows the policy
-// is enforced to a user who may delete nothing else the guard protects.
-// Releasing the Lease comes after the guard is removed; a guard kept for
-// objects at risk leaves the Lease to expire.
+// leaseRule matches dry-run deletes of the run's own Lease (see the
+// policy's match condition): refused, they show the policy is enforced to a
+// user who may delete nothing else the guard protects.
 func leaseRule() admissionregistrationv1.NamedRuleWithOperations {
 	return admissionregistrationv1.NamedRuleWithOperations{
 		ResourceNames: []string{lease.Name},
