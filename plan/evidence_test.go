@@ -70,7 +70,7 @@ func TestPlanEvidenceNotNames(t *testing.T) {
 	}
 	st.Seeder.Seeded.Hazards = nil
 	_, p := planWith(t, st.CP.Config)
-	assertCoversSeeded(t, st.Seeder, p)
+	assertCoversSeeded(t, st.Seeder.Seeded, p)
 
 	kept := map[string]string{}
 	for _, f := range p.Findings {

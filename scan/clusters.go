@@ -89,7 +89,7 @@ func Run(ctx context.Context, all []Target, o Options) (*Report, error) {
 		g.Go(func() error {
 			res, err := Cluster(gctx, t, o)
 			if err != nil {
-				return fmt.Errorf("scan context %q (%s): %w", t.Context, t.Clients.Config.Host, err)
+				return fmt.Errorf("scan context %q (%s): %w", t.Context, t.server(), err)
 			}
 			results[i] = res
 			return nil

@@ -29,16 +29,25 @@ func Spin(w io.Writer, msg string) func() {
 	if !tty {
 		return func() {}
 	}
-	s := spinner.New(spinner.CharSets[14], 100*time.Millisecond, spinner.WithWriter(f))
-	s.Suffix = " " + msg
+	s := newSpinner(f)
+	s.Suffix = " " + msg // before Start: nothing reads it yet
 	s.Start()
 	return s.Stop
+}
+
+// newSpinner draws on f. WithWriterFile, not WithWriter: the spinner asks
+// its WriterFile whether it is a terminal, and WithWriter leaves that
+// stdout, so `apply -o json > file` on a terminal would show no progress on
+// stderr.
+func newSpinner(f *os.File) *spinner.Spinner {
+	return spinner.New(spinner.CharSets[14], 100*time.Millisecond, spinner.WithWriterFile(f))
 }
 
 // Progress shows an apply's progress: a spinner per phase with done/total on
 // a terminal, plain lines otherwise (one per phase and one per failed step).
 type Progress struct {
 	w     io.Writer
+	f     *os.File // w, when it is a terminal
 	tty   bool
 	mu    sync.Mutex
 	stage string
@@ -49,8 +58,8 @@ type Progress struct {
 
 // NewProgress writes progress to w.
 func NewProgress(w io.Writer) *Progress {
-	_, tty := isTerminal(w)
-	return &Progress{w: w, tty: tty}
+	f, tty := isTerminal(w)
+	return &Progress{w: w, f: f, tty: tty}
 }
 
 // Event takes one progress event (uninstall.Options.Progress).
@@ -66,12 +75,15 @@ func (p *Progress) Event(e uninstall.Event) {
 		p.finishPhase()
 		p.phase, p.start = e.Phase, time.Now()
 		if p.tty {
-			p.sp = spinner.New(spinner.CharSets[14], 100*time.Millisecond, spinner.WithWriter(p.w))
+			p.sp = newSpinner(p.f)
 			p.sp.Start()
 		}
 	}
 	if p.sp != nil {
+		// The spinner's goroutine reads Suffix under its lock.
+		p.sp.Lock()
 		p.sp.Suffix = fmt.Sprintf(" %s %d/%d", e.Phase, e.Done, e.Total)
+		p.sp.Unlock()
 	}
 	if e.Status == uninstall.StatusFailed {
 		if p.sp != nil {

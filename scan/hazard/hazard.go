@@ -7,6 +7,7 @@ package hazard
 import (
 	"context"
 	"fmt"
+	"k8s.io/client-go/rest"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +44,9 @@ type Options struct {
 	Timeout time.Duration
 	// Concurrency of those connections.
 	Concurrency int
+	// Identify reads the kube-system UID of the cluster cfg reaches (nil:
+	// a GET through cfg). Golden tests answer from a recording.
+	Identify func(ctx context.Context, cfg *rest.Config) (string, error)
 }
 
 // DefaultOptions are the defaults of Options (the CLI's flags start from
@@ -125,7 +129,7 @@ func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Option
 	kfc := kubeFedRecords(f.Inv)
 	kcl := clusterRecords(f.Inv, f.HostName)
 	all := append(append([]*Record{}, kfc...), kcl...)
-	resolve(ctx, all, o.Timeout, o.Concurrency)
+	resolve(ctx, all, o)
 	local := NormalizeEndpoint(ctx, f.Inv.Server)
 	out := unsafeRecords(all)
 	for _, set := range [][]*Record{kfc, kcl} {

@@ -129,9 +129,13 @@ func clusterRecords(inv *inventory.Inventory, hostName string) []*Record {
 
 // resolve connects to every record's cluster in parallel (bounded, short
 // timeout) and reads its kube-system UID.
-func resolve(ctx context.Context, records []*Record, timeout time.Duration, concurrency int) {
+func resolve(ctx context.Context, records []*Record, o Options) {
+	identify := o.Identify
+	if identify == nil {
+		identify = GetKubeSystem
+	}
 	var g errgroup.Group
-	g.SetLimit(concurrency)
+	g.SetLimit(o.Concurrency)
 	for _, r := range records {
 		if r.cfg == nil {
 			continue
@@ -142,25 +146,33 @@ func resolve(ctx context.Context, records []*Record, timeout time.Duration, conc
 		}
 		g.Go(func() error {
 			cfg := rest.CopyConfig(r.cfg)
-			cfg.Timeout = timeout
+			cfg.Timeout = o.Timeout
 			cfg.QPS, cfg.Burst = 5, 5
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				r.Err = err.Error()
-				return nil
-			}
-			cctx, cancel := context.WithTimeout(ctx, timeout)
+			cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 			defer cancel()
-			ns, err := cs.CoreV1().Namespaces().Get(cctx, "kube-system", metav1.GetOptions{})
+			uid, err := identify(cctx, cfg)
 			if err != nil {
 				r.Err = "unreachable with its own credentials: " + shortErr(err)
 				return nil
 			}
-			r.UID = string(ns.UID)
+			r.UID = uid
 			return nil
 		})
 	}
 	_ = g.Wait() // each record keeps its own error
+}
+
+// GetKubeSystem reads kube-system's UID through cfg.
+func GetKubeSystem(ctx context.Context, cfg *rest.Config) (string, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	ns, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	return string(ns.UID), nil
 }
 
 func shortErr(err error) string {

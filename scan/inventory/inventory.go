@@ -143,7 +143,7 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 	if o.PageSize <= 0 {
 		o.PageSize = 500
 	}
-	inv := &Inventory{Server: c.Config.Host, Secrets: map[string]*corev1.Secret{}, byUID: map[types.UID]*Object{}, byKind: map[string][]*Object{}}
+	inv := &Inventory{Server: c.Config.Host, Secrets: map[string]*corev1.Secret{}}
 
 	resources, err := discover(ctx, c.Discovery, o.FullGroup)
 	if err != nil {
@@ -221,12 +221,7 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 		}
 	}
 
-	sort.Slice(inv.Objects, func(i, j int) bool { return less(inv.Objects[i], inv.Objects[j]) })
-	for _, obj := range inv.Objects {
-		inv.byUID[obj.GetUID()] = obj
-		k := obj.Resource.GVR.Group + "/" + obj.Resource.Kind
-		inv.byKind[k] = append(inv.byKind[k], obj)
-	}
+	inv.index()
 	for _, ns := range inv.OfKind("", "Namespace") {
 		if ns.GetName() == "kube-system" {
 			inv.KubeSystemUID = string(ns.GetUID())
