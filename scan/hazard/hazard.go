@@ -382,7 +382,7 @@ func stuckNamespaces(f *footprint.Footprint) []api.Finding {
 				why = append(why, fmt.Sprintf("%v: %v", cm["type"], cm["message"]))
 			}
 		}
-		age := time.Since(ns.GetDeletionTimestamp().Time).Round(time.Second)
+		age := f.Inv.TakenAt.Sub(ns.GetDeletionTimestamp().Time).Round(time.Second)
 		out = append(out, api.Finding{
 			ID: NamespaceStuck, Severity: api.Warning,
 			Message: fmt.Sprintf("namespace %s has been Terminating for %s: %s", ns.GetName(), age, strings.Join(why, "; ")),

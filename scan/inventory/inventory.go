@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -65,8 +66,11 @@ type Inventory struct {
 	KubeSystemUID string
 	// Kubernetes is the server's version (e.g. v1.22.17), "" if unknown.
 	Kubernetes string
-	Resources  []*Resource
-	Objects    []*Object
+	// TakenAt is when the inventory was taken: ages (how long a namespace
+	// has been Terminating) are as of then.
+	TakenAt   time.Time
+	Resources []*Resource
+	Objects   []*Object
 	// Releases are the Helm release records (every revision), read through
 	// Helm's own storage.
 	Releases []*release.Release
@@ -143,7 +147,7 @@ func Collect(ctx context.Context, c *kube.Clients, o Options) (*Inventory, error
 	if o.PageSize <= 0 {
 		o.PageSize = 500
 	}
-	inv := &Inventory{Server: c.Config.Host, Secrets: map[string]*corev1.Secret{}}
+	inv := &Inventory{Server: c.Config.Host, Secrets: map[string]*corev1.Secret{}, TakenAt: time.Now()}
 
 	resources, err := discover(ctx, c.Discovery, o.FullGroup)
 	if err != nil {

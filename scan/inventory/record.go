@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,7 @@ type Recorded struct {
 	Server        string                    `json:"server"`
 	KubeSystemUID string                    `json:"kubeSystemUID"`
 	Kubernetes    string                    `json:"kubernetes"`
+	TakenAt       time.Time                 `json:"takenAt"`
 	Resources     []RecordedResource        `json:"resources"`
 	Objects       []RecordedObject          `json:"objects"`
 	Releases      []*release.Release        `json:"releases,omitempty"`
@@ -60,7 +62,7 @@ type RecordedObject struct {
 // Record turns an inventory into data.
 func Record(inv *Inventory) (*Recorded, error) {
 	r := &Recorded{
-		Server: inv.Server, KubeSystemUID: inv.KubeSystemUID, Kubernetes: inv.Kubernetes,
+		Server: inv.Server, KubeSystemUID: inv.KubeSystemUID, Kubernetes: inv.Kubernetes, TakenAt: inv.TakenAt,
 		Releases: inv.Releases, Secrets: inv.Secrets, Warnings: inv.Warnings, Unread: inv.Unread, UnreadIn: inv.UnreadIn,
 	}
 	index := map[*Resource]int{}
@@ -98,7 +100,7 @@ func Record(inv *Inventory) (*Recorded, error) {
 // leaves one.
 func Load(r *Recorded) (*Inventory, error) {
 	inv := &Inventory{
-		Server: r.Server, KubeSystemUID: r.KubeSystemUID, Kubernetes: r.Kubernetes,
+		Server: r.Server, KubeSystemUID: r.KubeSystemUID, Kubernetes: r.Kubernetes, TakenAt: r.TakenAt,
 		Releases: r.Releases, Secrets: r.Secrets, Warnings: r.Warnings, Unread: r.Unread, UnreadIn: r.UnreadIn,
 	}
 	if inv.Secrets == nil {
