@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 60m
 # incident on it too).
 COMPAT_OLDEST ?= 1.22.17
 
-.PHONY: all build install vet cross testbin test test-compat test-long bench demo clean
+.PHONY: all build install vet cross testbin test test-short test-compat test-long bench demo clean
 
 all: build
 
@@ -35,12 +35,18 @@ cross:
 testbin:
 	@bash scripts/testbin.sh >/dev/null
 
+# The fast tier: unit, golden-plan and recorded-scenario tests, with the race
+# detector, no control plane (-short skips every test that starts one).
+# The first thing make test runs.
+test-short: vet
+	$(GO) test -short -race -count=1 ./...
+
 # ./uninstall/ first: it is the longest package (about 10 minutes); started
 # first, the other packages share the second core beside it instead of
 # running before it.
 # Then the incident again on the oldest Kubernetes of the matrix (its control
 # plane built once, about 6 minutes cold; make test-compat runs them all).
-test: testbin vet cross
+test: test-short testbin cross
 	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./uninstall/ ./...
 	$(GO) run ./test/cmd/ks-compat -versions $(COMPAT_OLDEST) -scenarios incident -out bin/compat-oldest.md
 

@@ -18,6 +18,9 @@ import (
 // every run no user object is lost. KS_FAULT_SEEDS sets how many seeds
 // (default 5; make test-long runs 100).
 func TestApplyUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs control planes: not in -short")
+	}
 	seeds := 5
 	if v, err := strconv.Atoi(os.Getenv("KS_FAULT_SEEDS")); err == nil && v > 0 {
 		seeds = v

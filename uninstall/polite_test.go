@@ -24,6 +24,9 @@ import (
 // flight, so the server refused fewer of its requests than it refused the
 // negative control, the same apply with its pace fixed at the ceiling.
 func TestApplyIsPoliteWhenThrottled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs control planes: not in -short")
+	}
 	rejected := map[bool]int{}
 	for _, adaptive := range []bool{false, true} {
 		name := "fixed pace (negative control)"

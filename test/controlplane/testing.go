@@ -10,6 +10,11 @@ import (
 // plane proves nothing.
 func StartT(t testing.TB, opts Options) *ControlPlane {
 	t.Helper()
+	if testing.Short() {
+		// make test-short: the fast tier (unit, golden and recorded
+		// tests) runs; everything that needs a cluster is make test's.
+		t.Skip("needs a control plane: not in -short")
+	}
 	cp, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("control plane: %v", err)

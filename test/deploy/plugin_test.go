@@ -13,6 +13,9 @@ import (
 // underscore to a dash), and runs `kubectl ks-clean version` and `kubectl
 // plugin list`. Neither needs a cluster. Skipped without kubectl on PATH.
 func TestKubectlPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary: not in -short")
+	}
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Skip("kubectl is not on PATH")
