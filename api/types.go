@@ -52,6 +52,10 @@ func (r ObjectRef) Group() string {
 	return ""
 }
 
+// KubernetesNamespaces are Kubernetes' own namespaces: no plan deletes
+// them, no tenancy file moves them, whatever KubeSphere's labels say.
+var KubernetesNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true}
+
 // Cluster identifies the cluster a scan or plan is about. UID is the UID of
 // its kube-system namespace: stable for the cluster's life, unlike URLs.
 type Cluster struct {

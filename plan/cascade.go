@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"fmt"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -95,31 +94,6 @@ func Cascades(fp *footprint.Footprint, st *api.Stage) map[string]*api.Cascade {
 	}
 	for _, c := range out {
 		sort.Slice(c.To, func(i, j int) bool { return c.To[i].String() < c.To[j].String() })
-	}
-	return out
-}
-
-// cascadeProblems: a cascade that reaches a protected object, or a
-// namespace the plan does not delete itself (the incident: the garbage
-// collector deleting users' namespaces with their Workspace).
-func cascadeProblems(st *api.Stage) []string {
-	protected := map[string]bool{}
-	for _, r := range st.Protected {
-		protected[r.UID] = true
-	}
-	var out []string
-	for _, s := range st.Steps {
-		if s.Cascade == nil {
-			continue
-		}
-		for _, r := range s.Cascade.To {
-			switch {
-			case protected[r.UID]:
-				out = append(out, fmt.Sprintf("deleting %s takes protected %s with it", s.Target, r))
-			case r.Kind == "Namespace" && r.Group() == "":
-				out = append(out, fmt.Sprintf("deleting %s takes namespace %s with it, which the plan does not delete", s.Target, r.Name))
-			}
-		}
 	}
 	return out
 }

@@ -63,60 +63,70 @@ func TestValidateRejects(t *testing.T) {
 		name   string
 		break_ func(p *api.Plan)
 		want   string
+		rule   string
 	}{
 		{"owner deleted before detach", func(p *api.Plan) {
 			p.Stages[0].Steps[3].Phase = api.PhaseDetach
 			swap(p, 2, 3)
-		}, "before that object is detached"},
+		}, "before that object is detached", "detach-before-owner-delete"},
 		{"protected namespace deleted", func(p *api.Plan) {
 			p.Stages[0].Steps[4].Target = ref("Namespace", "", "prod", "ns-uid")
-		}, "deletes protected"},
+		}, "deletes protected", "protected-never-deleted"},
 		{"kube-system deleted", func(p *api.Plan) {
 			p.Stages[0].Steps[4].Target = ref("Namespace", "", "kube-system", "other")
-		}, "deletes Kubernetes namespace"},
+		}, "deletes Kubernetes namespace", "kubernetes-namespaces-never-deleted"},
 		{"webhook outlives a write", func(p *api.Plan) {
 			p.Stages[0].Steps[1].Phase = api.PhaseDetach
 			swap(p, 1, 2)
-		}, "after step"},
+		}, "after step", "webhooks-before-writes"},
 		{"CRD before its instances", func(p *api.Plan) {
 			p.Stages[0].Steps[5].Phase = api.PhaseKubeSphere
 			p.Stages[0].Steps[3].Phase = api.PhaseKubeSphere
 			swap(p, 3, 5)
-		}, "after its CRD is deleted"},
-		{"phases out of order", func(p *api.Plan) { swap(p, 4, 5) }, "after a later phase"},
+		}, "after its CRD is deleted", "crd-after-its-objects"},
+		{"phases out of order", func(p *api.Plan) { swap(p, 4, 5) }, "after a later phase", "phases-in-order"},
 		{"namespace before detach", func(p *api.Plan) {
 			nsDelete := p.Stages[0].Steps[4]
 			nsDelete.Phase = api.PhaseDetach
 			p.Stages[0].Steps = append(p.Stages[0].Steps[:4], p.Stages[0].Steps[5:]...)
 			p.Stages[0].Steps = append(p.Stages[0].Steps[:2], append([]api.Step{nsDelete}, p.Stages[0].Steps[2:]...)...)
-		}, "before every detach"},
+		}, "before every detach", "namespaces-after-detaches"},
 		{"volume retained after a delete", func(p *api.Plan) {
 			pv := ref("PersistentVolume", "", "pv-data", "pv-uid")
 			p.Stages[0].Protected = append(p.Stages[0].Protected, pv)
 			retain := step("4r", api.PhaseKubeSphere, api.ActionRetain, pv, nil)
 			st := p.Stages[0].Steps
 			p.Stages[0].Steps = append(st[:4:4], append([]api.Step{retain}, st[4:]...)...)
-		}, "may already have deleted its claim"},
+		}, "may already have deleted its claim", "retain-protected-volumes-first"},
 		{"delete cascades to a protected namespace", func(p *api.Plan) {
 			p.Stages[0].Steps[3].Cascade = &api.Cascade{Objects: 1, To: []api.ObjectRef{ref("Namespace", "", "prod", "ns-uid")}}
-		}, "takes protected"},
+		}, "takes protected", "cascade-within-plan"},
 		{"delete cascades to a namespace it does not delete", func(p *api.Plan) {
 			p.Stages[0].Steps[3].Cascade = &api.Cascade{Objects: 1, To: []api.ObjectRef{ref("Namespace", "", "team-b", "other-uid")}}
-		}, "which the plan does not delete"},
-		{"unknown action", func(p *api.Plan) { p.Stages[0].Steps[2].Action = "shred" }, "unknown action"},
+		}, "which the plan does not delete", "cascade-within-plan"},
+		{"unknown action", func(p *api.Plan) { p.Stages[0].Steps[2].Action = "shred" }, "unknown action", "known-steps"},
 		{"retained volume not protected", func(p *api.Plan) {
 			retain := step("3r", api.PhaseDetach, api.ActionRetain, ref("PersistentVolume", "", "pv-data", "pv-uid"), nil)
 			st := p.Stages[0].Steps
 			p.Stages[0].Steps = append(st[:3:3], append([]api.Step{retain}, st[3:]...)...)
-		}, "not a protected PersistentVolume"},
+		}, "not a protected PersistentVolume", "retain-protected-volumes-first"},
+	}
+	broken := map[string]bool{}
+	for _, tc := range cases {
+		broken[tc.rule] = true
+	}
+	for _, r := range Rules {
+		if !broken[r.Name] {
+			t.Errorf("rule %s has no case that breaks it", r.Name)
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := safePlan()
 			tc.break_(p)
 			err := Validate(p)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Validate = %v, want an error containing %q", err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "["+tc.rule+"]") {
+				t.Fatalf("Validate = %v, want an error of rule %s containing %q", err, tc.rule, tc.want)
 			}
 		})
 	}
@@ -158,5 +168,13 @@ func TestPhaseTable(t *testing.T) {
 	}
 	if table != TableMarkdown() {
 		t.Errorf("docs/safety-model.md's phase table is not plan.Table; replace it with:\n%s", TableMarkdown())
+	}
+	_, rest, ok = strings.Cut(string(doc), "<!-- safety-rules:begin -->\n")
+	rules, _, ok2 := strings.Cut(rest, "<!-- safety-rules:end -->")
+	if !ok || !ok2 {
+		t.Fatal("docs/safety-model.md has no safety-rules markers")
+	}
+	if rules != RulesMarkdown() {
+		t.Errorf("docs/safety-model.md's rules are not plan.Rules; replace them with:\n%s", RulesMarkdown())
 	}
 }

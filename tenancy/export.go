@@ -128,7 +128,7 @@ func Major(iamVersion string) string {
 // them is left out too.
 func (e *Export) namespaces(ctx context.Context, t *api.Tenancy) error {
 	return list(ctx, e.Clients, schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, func(u *unstructured.Unstructured) {
-		if ws := u.GetLabels()[LabelWorkspace]; ws != "" && u.GetDeletionTimestamp() == nil && !kubernetesNamespaces[u.GetName()] {
+		if ws := u.GetLabels()[LabelWorkspace]; ws != "" && u.GetDeletionTimestamp() == nil && !api.KubernetesNamespaces[u.GetName()] {
 			t.Namespaces[u.GetName()] = ws
 		}
 	})
@@ -146,7 +146,7 @@ func (e *Export) keep(t *api.Tenancy, u *unstructured.Unstructured) *unstructure
 	// Objects in Kubernetes' or KubeSphere's own namespaces are not
 	// tenancy: the new install makes KubeSphere's, and an import refuses
 	// them without --allow-privileged.
-	if ns := u.GetNamespace(); kubernetesNamespaces[ns] || footprint.IsSystemNamespaceName(ns) {
+	if ns := u.GetNamespace(); api.KubernetesNamespaces[ns] || footprint.IsSystemNamespaceName(ns) {
 		return nil
 	}
 	if u.GroupVersionKind().Group == "rbac.authorization.k8s.io" {

@@ -56,9 +56,6 @@ var ErrPrivileged = errors.New("the tenancy file grants more than tenancy")
 // the check and the import. Map entries are refused whatever the cluster
 // holds.
 
-// kubernetesNamespaces are Kubernetes' own.
-var kubernetesNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true}
-
 // builtinClusterRoles are Kubernetes' user-facing ClusterRoles; the
 // `system:` ones are matched by prefix.
 var builtinClusterRoles = map[string]bool{"cluster-admin": true, "admin": true, "edit": true, "view": true}
@@ -143,7 +140,7 @@ func isRBACResource(r string) bool {
 // privileged says why o would be privilege if created, or "". role finds a
 // cluster-wide role by kind and name (the file's, else the cluster's).
 func privileged(ctx context.Context, o *unstructured.Unstructured, role func(ctx context.Context, group, kind, name string) *unstructured.Unstructured) string {
-	if ns := o.GetNamespace(); kubernetesNamespaces[ns] {
+	if ns := o.GetNamespace(); api.KubernetesNamespaces[ns] {
 		return "is in " + ns + ", one of Kubernetes' own namespaces"
 	} else if footprint.IsSystemNamespaceName(ns) {
 		return "is in " + ns + ", one of KubeSphere's system namespaces"
@@ -194,7 +191,7 @@ func (im *Import) checkPrivilege(ctx context.Context, r *kube.Resolver) (map[*un
 	t := im.Tenancy
 	var problems []string
 	for _, ns := range sortedKeys(t.Namespaces) {
-		if kubernetesNamespaces[ns] && !im.Options.AllowPrivileged {
+		if api.KubernetesNamespaces[ns] && !im.Options.AllowPrivileged {
 			problems = append(problems, fmt.Sprintf("namespaces: %s → workspace %s: %s is one of Kubernetes' own namespaces; on KubeSphere 3.x a workspace would own it", ns, t.Namespaces[ns], ns))
 		}
 	}

@@ -161,7 +161,7 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 	for _, ns := range inv.OfKind("", "Namespace") {
 		n := ns.GetName()
 		switch {
-		case kubernetesNamespaces[n]:
+		case api.KubernetesNamespaces[n]:
 			users = append(users, ns)
 		case IsSystemNamespaceName(n) || extNS[n]:
 			f.SystemNamespaces[n] = true

@@ -5,6 +5,8 @@
 // fixed list of objects.
 package footprint
 
+import "github.com/ks-clean/ks-clean/api"
+
 import "strings"
 
 // IsKubeSphereGroup: kubesphere.io and every *.kubesphere.io group.
@@ -82,7 +84,7 @@ var systemNamespaces = map[string]bool{
 // user's namespace may well be called kubesphere-something, and a name that
 // merely looks like KubeSphere's is no evidence.
 func IsSystemNamespaceName(ns string) bool {
-	return !kubernetesNamespaces[ns] && systemNamespaces[ns]
+	return !api.KubernetesNamespaces[ns] && systemNamespaces[ns]
 }
 
 // LabelSystemWorkspace is the value ks-installer labels the namespaces it
@@ -112,6 +114,3 @@ var installerComponents = []struct {
 	{[]string{"gatekeeper", "enabled"}, "true", []string{"gatekeeper-system/gatekeeper"}, []string{"gatekeeper-system"}},
 	{[]string{"network", "topology", "type"}, "weave-scope", nil, []string{"weave"}},
 }
-
-// Never deleted, whatever labels or owners say: Kubernetes' own namespaces.
-var kubernetesNamespaces = map[string]bool{"default": true, "kube-system": true, "kube-public": true, "kube-node-lease": true}

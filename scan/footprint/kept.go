@@ -2,6 +2,7 @@ package footprint
 
 import (
 	"fmt"
+	"github.com/ks-clean/ks-clean/api"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -101,7 +102,7 @@ func (f *Footprint) reportLookalikes() {
 		n := ns.GetName()
 		ws := ns.GetLabels()[LabelWorkspace]
 		switch {
-		case kubernetesNamespaces[n]:
+		case api.KubernetesNamespaces[n]:
 		case ws == LabelSystemWorkspace:
 			f.keep(ns, KeptNamespace, "labelled as in KubeSphere's system-workspace, but nothing in the cluster says KubeSphere created it: kept")
 		case LooksLikeKubeSphere(n):
