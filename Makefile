@@ -5,6 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/ks-clean/ks-clean/internal/cli.version=$(VERSION) -X github.com/ks-clean/ks-clean/internal/cli.commit=$(COMMIT)
 TEST_TIMEOUT ?= 60m
+# The conformance tests load ../shared/footprints; missing, they fail (set
+# KS_REQUIRE_FOOTPRINTS=0 to skip them instead).
+export KS_REQUIRE_FOOTPRINTS ?= 1
 # The oldest Kubernetes version ks-clean is tested on (make test runs the
 # incident on it too).
 COMPAT_OLDEST ?= 1.22.17

@@ -125,7 +125,10 @@ func TestApplyScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatalf("apply: %v\n%+v", err, failed(res))
 			}
-			writes, _ := e.cp.PersistedWritesSince(mark, user)
+			writes, err := e.cp.PersistedWritesSince(mark, user)
+			if err != nil {
+				t.Fatal(err)
+			}
 			t.Logf("apply %s: %s, %d steps done, %d skipped, %d objects backed up, %d persisted writes",
 				sc.Name, time.Since(start).Round(time.Millisecond), res.Done, res.Skipped, res.BackedUp, len(writes))
 			if res.Verification == nil || !res.Verification.OK {
@@ -189,10 +192,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dry run: %v\n%+v", err, failed(res))
 	}
-	writes, _ := e.cp.PersistedWritesSince(mark, user)
-	if len(writes) > 0 {
-		t.Fatalf("dry run persisted %d writes, first %s %s", len(writes), writes[0].Verb, writes[0].RequestURI)
-	}
+	e.cp.NoWritesSince(t, mark, user, "dry run")
 	if res.Done == 0 {
 		t.Fatalf("dry run reported no step that would succeed")
 	}
@@ -212,10 +212,7 @@ func TestRefusals(t *testing.T) {
 		if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want a refusal containing %q", name, err, want)
 		}
-		writes, _ := e.cp.PersistedWritesSince(mark, user)
-		for _, w := range writes {
-			t.Errorf("%s: refused apply wrote %s %s", name, w.Verb, w.RequestURI)
-		}
+		e.cp.NoWritesSince(t, mark, user, name+": refused apply")
 	}
 	check("plan for another cluster", other.plan, uninstall.Options{}, "was made for cluster")
 
@@ -267,9 +264,7 @@ func TestRefusals(t *testing.T) {
 	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "delete namespaces") || !strings.Contains(err.Error(), "patch deployments.apps (ks-apiserver in kubesphere-system") {
 		t.Errorf("viewer apply: err = %v, want a refusal listing the missing permissions", err)
 	}
-	if writes, _ := e.cp.PersistedWritesSince(mark, "viewer"); len(writes) > 0 {
-		t.Errorf("refused viewer apply wrote %d times", len(writes))
-	}
+	e.cp.NoWritesSince(t, mark, "viewer", "refused viewer apply")
 }
 
 // An object deleted and re-created after planning is another object: the
@@ -363,9 +358,7 @@ func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
 	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "prod-late") {
 		t.Fatalf("apply after a namespace joined a workspace: err = %v, want a refusal naming prod-late", err)
 	}
-	if writes, _ := e.cp.PersistedWritesSince(mark, user); len(writes) > 0 {
-		t.Fatalf("refused apply wrote %d times", len(writes))
-	}
+	e.cp.NoWritesSince(t, mark, user, "refused apply")
 	if _, err := e.s.Kube.CoreV1().Namespaces().Get(ctx, "prod-late", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -406,9 +399,7 @@ func TestCascadeGrownAfterPlanningRefuses(t *testing.T) {
 	if _, refused := api.AsRefusal(err); !refused || !strings.Contains(err.Error(), "late-admin") || !strings.Contains(err.Error(), "Workspace") {
 		t.Fatalf("apply after a cascade grew: err = %v, want a refusal naming late-admin and its Workspace", err)
 	}
-	if writes, _ := e.cp.PersistedWritesSince(mark, user); len(writes) > 0 {
-		t.Fatalf("refused apply wrote %d times", len(writes))
-	}
+	e.cp.NoWritesSince(t, mark, user, "refused apply")
 }
 
 // Quiesce waits until the scaled controllers have no pod left: a pod still

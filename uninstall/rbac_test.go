@@ -95,9 +95,7 @@ func leastPrivilege(t *testing.T, scenario string) {
 	if got, want := stepTargets(p), stepTargets(e.plan); !slices.Equal(got, want) {
 		t.Fatalf("the scan role plans other steps than cluster-admin:\n  role:  %v\n  admin: %v", got, want)
 	}
-	if writes, _ := e.cp.PersistedWritesSince(mark, name); len(writes) > 0 {
-		t.Fatalf("scan wrote: %v", writes[0].RequestURI)
-	}
+	e.cp.NoWritesSince(t, mark, name, "scan with the scan role")
 
 	// The scan role alone: refused before any write, naming what is missing.
 	dir := t.TempDir()
@@ -105,9 +103,7 @@ func leastPrivilege(t *testing.T, scenario string) {
 	if _, err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), "lacks permissions") {
 		t.Fatalf("apply with the scan role only: %v; want a refusal that names the missing permissions", err)
 	}
-	if writes, _ := e.cp.PersistedWritesSince(mark, name); len(writes) > 0 {
-		t.Fatalf("a refused apply wrote: %v", writes[0].RequestURI)
-	}
+	e.cp.NoWritesSince(t, mark, name, "apply refused for want of permissions")
 
 	applyRoles := rbac.ApplyFor(p, "", admin.Host(), subject)
 	checkLeast(t, applyRoles, "apply")

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"testing"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -61,6 +62,30 @@ const labelMerges = "namespace-labels.yaml"
 
 // EnvDir overrides where the footprints folder is.
 const EnvDir = "KS_FOOTPRINTS_DIR"
+
+// EnvRequire, set to 1 (make test sets it), turns a missing footprints
+// folder from a skip into a failure: a suite that skips its conformance
+// tests for want of their input proves nothing.
+const EnvRequire = "KS_REQUIRE_FOOTPRINTS"
+
+// RequireDir returns the footprints folder, or skips t (fails it under
+// EnvRequire=1) when there is none.
+func RequireDir(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("loads footprints into a control plane: not in -short")
+	}
+	dir, ok := Dir()
+	switch {
+	case ok:
+		return dir
+	case os.Getenv(EnvRequire) == "1":
+		t.Fatalf("footprints folder %s not found, and %s=1: put the footprints there or set %s, or run with %s=0 to skip the conformance tests", dir, EnvRequire, EnvDir, EnvRequire)
+	default:
+		t.Skipf("footprints folder %s not found (set %s to point elsewhere)", dir, EnvDir)
+	}
+	return ""
+}
 
 // Dir returns the footprints folder and whether it exists: $KS_FOOTPRINTS_DIR,
 // else ../shared/footprints next to the module root (the first directory

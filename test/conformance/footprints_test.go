@@ -50,10 +50,7 @@ func TestKS413Footprint(t *testing.T) {
 // objects of each kind stored as the files hold, all readable back.
 func load(t *testing.T, files []string) (*fixture.Seeder, *Loaded) {
 	t.Helper()
-	dir, ok := Dir()
-	if !ok {
-		t.Skipf("footprints folder %s not found (set %s to point elsewhere)", dir, EnvDir)
-	}
+	RequireDir(t)
 	ctx := context.Background()
 	start := time.Now()
 	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})

@@ -31,9 +31,7 @@ import (
 // survives with its UID, that no webhook or APIService is left whose
 // backend is gone, and that apply ends within its phase timeouts.
 func TestKS341Teardown(t *testing.T) {
-	if _, ok := Dir(); !ok {
-		t.Skip("footprints folder not found")
-	}
+	RequireDir(t)
 	ctx := context.Background()
 	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
 	s, err := fixture.NewSeeder(cp.Config)
