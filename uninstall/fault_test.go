@@ -16,12 +16,12 @@ import (
 // slowing down on a seeded schedule, apply either converges or stops with a
 // resumable journal; once the faults stop, a second apply converges; and in
 // every run no user object is lost. KS_FAULT_SEEDS sets how many seeds
-// (default 5; make test-long runs 100).
+// (default 3, make test's; make test-long runs 100).
 func TestApplyUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs control planes: not in -short")
 	}
-	seeds := 5
+	seeds := 3
 	if v, err := strconv.Atoi(os.Getenv("KS_FAULT_SEEDS")); err == nil && v > 0 {
 		seeds = v
 	}

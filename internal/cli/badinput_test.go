@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/rbac"
 	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/test/controlplane"
@@ -29,7 +30,6 @@ import (
 // way out, and changes nothing (audit log: zero persisted writes).
 func TestBadInputTable(t *testing.T) {
 	st := fixture.Start(t, "incident", controlplane.Options{Audit: true}, true)
-	other := fixture.Start(t, "clean", controlplane.Options{}, false)
 	kc := st.CP.AdminKubeconfig
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -43,9 +43,22 @@ func TestBadInputTable(t *testing.T) {
 	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "plan", "--out", good, "--protect", "prod-ws1-1", "--protect", fixture.StandaloneNamespace); code != 0 {
 		t.Fatalf("plan: %s", errOut)
 	}
+	// Another cluster's plan: the recorded clean scenario's.
 	otherPlan := filepath.Join(dir, "other.json")
-	if _, errOut, code := runCLI(t, "--kubeconfig", other.CP.AdminKubeconfig, "plan", "--out", otherPlan); code != 0 {
-		t.Fatalf("plan of the other cluster: %s", errOut)
+	l, err := fixture.LoadRecording("clean")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := l.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Write(otherPlan, op); err != nil {
+		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(good)
 	p, _ := api.Read(good)

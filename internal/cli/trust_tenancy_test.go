@@ -26,6 +26,7 @@ func TestTrustTenancyImport(t *testing.T) {
 	st := fixture.Start(t, "ks41", controlplane.Options{Audit: true}, true)
 	healthy(t, st.Seeder)
 	kc := st.CP.AdminKubeconfig
+	t.Run("export file", func(t *testing.T) { exportFileChecks(t, kc) })
 	dir := t.TempDir()
 	base := filepath.Join(dir, "export.yaml")
 	if _, errOut, code := runCLI(t, "--kubeconfig", kc, "tenancy", "export", "--out", base); code != 0 {
@@ -180,9 +181,8 @@ func healthy(t *testing.T, s *fixture.Seeder) {
 // tenancy export --out writes a new 0600 file: an existing file's wider
 // mode is not kept, and a symlink or non-regular file at the path is
 // refused (exit 2) without touching what it points at.
-func TestTrustTenancyExportFile(t *testing.T) {
-	st := fixture.Start(t, "ks41", controlplane.Options{}, true)
-	kc := st.CP.AdminKubeconfig
+// (On TestTrustTenancyImport's cluster: it reads only.)
+func exportFileChecks(t *testing.T, kc string) {
 	dir := t.TempDir()
 
 	wide := filepath.Join(dir, "wide.yaml")
