@@ -99,6 +99,8 @@ type Footprint struct {
 	// manifestKey).
 	releases           map[string]bool
 	inRelease, inHooks map[string]string
+	// removeAPI are the APIServices --remove-apiservice names.
+	removeAPI map[string]bool
 }
 
 // Member returns the footprint entry for a UID, nil if it is not one.
@@ -202,53 +204,11 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 		}
 	}
 
-	removeAPI := map[string]bool{}
+	f.removeAPI = map[string]bool{}
 	for _, n := range o.RemoveAPIServices {
-		removeAPI[n] = true
+		f.removeAPI[n] = true
 	}
-	var crds []*inventory.Object
-	for _, obj := range inv.Objects {
-		g := obj.Resource.GVR.Group
-		if obj.GetLabels()[LabelBootstrapping] != "" {
-			continue // Kubernetes' own, whatever KubeSphere annotated on it
-		}
-		switch {
-		case IsKubeFedGroup(g):
-			f.add(obj, CatKubeFed, "KubeFed object ("+g+")")
-		case IsKubeSphereGroup(g):
-			f.add(obj, CatKubeSphere, "KubeSphere object ("+g+")")
-		case g == "apiextensions.k8s.io" && obj.Resource.Kind == "CustomResourceDefinition":
-			crds = append(crds, obj) // once every instance is classified
-		case g == "admissionregistration.k8s.io" && (obj.Resource.Kind == "ValidatingWebhookConfiguration" || obj.Resource.Kind == "MutatingWebhookConfiguration"):
-			// Admission policies (listed as metadata) are never KubeSphere's.
-			if why := f.webhookReason(obj); why != "" {
-				f.add(obj, CatWebhook, why)
-			}
-		case g == "apiregistration.k8s.io":
-			if why := f.apiServiceReason(obj); why != "" {
-				f.add(obj, CatAPIService, why)
-			} else if removeAPI[obj.GetName()] {
-				f.add(obj, CatAPIService, "APIService removed at the user's request (--remove-apiservice)")
-			}
-		case g == "rbac.authorization.k8s.io":
-			if why := f.rbacReason(obj); why != "" {
-				f.add(obj, CatRBAC, why)
-			}
-		case g == "apps" && (obj.Resource.Kind == "Deployment" || obj.Resource.Kind == "StatefulSet"):
-			if f.SystemNamespaces[obj.GetNamespace()] {
-				f.add(obj, CatWorkload, "workload of KubeSphere/KubeFed")
-			}
-		case obj.GetNamespace() == "":
-			if why := f.helmReason(obj); why != "" {
-				f.add(obj, CatHelm, "cluster-scoped object "+why)
-			}
-		case !f.SystemNamespaces[obj.GetNamespace()]:
-			// helm uninstall deletes a release's manifest, not its hooks.
-			if rel := f.inHooks[objectKey(obj)]; rel != "" {
-				f.add(obj, CatHelm, "hook object of Helm release "+rel+", which helm uninstall leaves")
-			}
-		}
-	}
+	crds := f.classifyObjects()
 	for _, r := range rbacRolesOfFootprint(f) {
 		f.add(r, CatRBAC, "ClusterRole only KubeSphere's bindings use, for ServiceAccounts of removed namespaces")
 	}

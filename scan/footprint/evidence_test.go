@@ -1,6 +1,8 @@
 package footprint
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -67,5 +69,28 @@ func TestLookalike(t *testing.T) {
 		if got := lookalike(c.o); got != c.want {
 			t.Errorf("%s: %q, want %q", c.o.GetName(), got, c.want)
 		}
+	}
+}
+
+// The evidence rules are what docs/safety-model.md shows, generated.
+func TestRulesDoc(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/safety-model.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "<!-- evidence-rules:begin -->\n")
+	table, _, ok2 := strings.Cut(rest, "<!-- evidence-rules:end -->")
+	if !ok || !ok2 {
+		t.Fatal("docs/safety-model.md has no evidence-rules markers")
+	}
+	if table != RulesMarkdown() {
+		t.Errorf("docs/safety-model.md's evidence table is not footprint.Rules; replace it with:\n%s", RulesMarkdown())
+	}
+	names := map[string]bool{}
+	for _, r := range Rules {
+		if names[r.Name] || r.Name == "" || r.What == "" || r.Removes == "" {
+			t.Errorf("rule %q: a unique name, what it decides and when it removes are required", r.Name)
+		}
+		names[r.Name] = true
 	}
 }
