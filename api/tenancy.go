@@ -134,22 +134,22 @@ func MarshalTenancy(t *Tenancy, asJSON bool) ([]byte, error) {
 func ReadTenancy(path string) (*Tenancy, error) {
 	b, err := readInput(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrTenancyFile, path, err)
+		return nil, Refuse(FixNone, "%w %s: %w", ErrTenancyFile, path, err)
 	}
 	var t Tenancy
 	if err := yaml.UnmarshalStrict(b, &t); err != nil {
-		return nil, fmt.Errorf("%w %s: %v (it must be what 'ks-clean tenancy export' wrote, edited as YAML or JSON)", ErrTenancyFile, path, err)
+		return nil, Refuse(FixNone, "%w %s: %v (it must be what 'ks-clean tenancy export' wrote, edited as YAML or JSON)", ErrTenancyFile, path, err)
 	}
 	if t.Kind != KindTenancy || t.APIVersion != APIVersion {
-		return nil, fmt.Errorf("%w %s: it is %s %q, not %s %q (write one with 'ks-clean tenancy export')", ErrTenancyFile, path, t.APIVersion, t.Kind, APIVersion, KindTenancy)
+		return nil, Refuse(FixNone, "%w %s: it is %s %q, not %s %q (write one with 'ks-clean tenancy export')", ErrTenancyFile, path, t.APIVersion, t.Kind, APIVersion, KindTenancy)
 	}
 	for i, o := range t.Objects {
 		if o == nil || o.GetName() == "" || o.GetKind() == "" {
-			return nil, fmt.Errorf("%w %s: object %d has no kind or no name", ErrTenancyFile, path, i+1)
+			return nil, Refuse(FixNone, "%w %s: object %d has no kind or no name", ErrTenancyFile, path, i+1)
 		}
 		gvk := o.GroupVersionKind()
 		if !IsTenancyKind(gvk.Group, gvk.Kind) {
-			return nil, fmt.Errorf("%w %s: object %d is %s %s, which is not one of KubeSphere's tenancy kinds; tenancy import creates only users, workspaces, their roles and role bindings (remove it from the file)", ErrTenancyFile, path, i+1, o.GetAPIVersion(), o.GetKind())
+			return nil, Refuse(FixNone, "%w %s: object %d is %s %s, which is not one of KubeSphere's tenancy kinds; tenancy import creates only users, workspaces, their roles and role bindings (remove it from the file)", ErrTenancyFile, path, i+1, o.GetAPIVersion(), o.GetKind())
 		}
 	}
 	return &t, nil

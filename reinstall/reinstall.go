@@ -308,7 +308,7 @@ func (r *Reinstall) exportTenancy(ctx context.Context, ch *chart.Chart, res *Res
 		return nil, fmt.Errorf("--keep-tenancy: %w", err)
 	}
 	if app := ch.Metadata.AppVersion; chartMajor(app) != "" && chartMajor(app) != t.KubeSphere {
-		return nil, fmt.Errorf("%w: this cluster has KubeSphere %s.x tenancy and the chart installs %s; nothing was changed. Reinstall without --keep-tenancy, then carry the tenancy over by hand: docs/runbook-keep-tenancy.md", ErrTenancyMismatch, t.KubeSphere, app)
+		return nil, api.Refuse(api.FixNone, "%w: this cluster has KubeSphere %s.x tenancy and the chart installs %s; nothing was changed. Reinstall without --keep-tenancy, then carry the tenancy over by hand: docs/runbook-keep-tenancy.md", ErrTenancyMismatch, t.KubeSphere, app)
 	}
 	res.TenancyFile = strings.TrimSuffix(r.planPath, ".json") + "-tenancy.yaml"
 	if err := api.WriteTenancy(res.TenancyFile, t); err != nil {

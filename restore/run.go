@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/uninstall"
@@ -136,11 +138,11 @@ func (r *Restore) Run(ctx context.Context) (*Result, error) {
 	// Journals first, then one Lease per cluster for the whole restore:
 	// a refusal of either writes nothing, and no other run writes to a
 	// cluster between two of its stages.
-	journals := make([]*uninstall.Journal, len(r.Plan.Stages))
+	journals := make([]*journal.Journal, len(r.Plan.Stages))
 	leases := map[string]*lease.Lease{}
 	if !r.DryRun {
 		for i, st := range r.Plan.Stages {
-			j, err := uninstall.OpenJournal(st.Dir, JournalFile, r.Plan.Digest)
+			j, err := journal.Open(filepath.Join(st.Dir, JournalFile), r.Plan.Digest)
 			if err != nil {
 				return res, api.Refuse(api.FixBackup, "%s of %s is another restore plan's: move it away to start over (what an earlier restore created is then found present, not created twice)", JournalFile, st.Dir)
 			}
@@ -205,7 +207,7 @@ type stage struct {
 	st      *api.RestoreStage
 	c       *kube.Clients
 	res     *kube.Resolver
-	journal *uninstall.Journal
+	journal *journal.Journal
 	ctx     context.Context // writes: cancelled with the Lease
 	// scaledDown: workloads created with 0 replicas, scaled back last.
 	scaledDown map[string]bool
@@ -213,7 +215,7 @@ type stage struct {
 	entries map[string]api.BackupEntry
 }
 
-func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries map[string]api.BackupEntry, j *uninstall.Journal, l *lease.Lease, writes *int) (*StageResult, error) {
+func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries map[string]api.BackupEntry, j *journal.Journal, l *lease.Lease, writes *int) (*StageResult, error) {
 	sr := &StageResult{Name: st.Name, Steps: []StepResult{}}
 	c := r.Clients[st.Cluster.Context]
 	s := &stage{Restore: r, st: st, c: c, res: kube.NewResolver(c), ctx: context.WithoutCancel(ctx), scaledDown: map[string]bool{}, entries: entries}
@@ -224,7 +226,7 @@ func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries ma
 	}
 	lost := func() error { return nil }
 	if !r.DryRun {
-		s.ctx, lost, s.journal = l.Context(), l.Lost, j
+		s.ctx, lost, s.journal = l.Context(), l.Stopped, j
 	}
 	var mu sync.Mutex
 	record := func(step *api.RestoreStep, status, detail string) {
@@ -235,7 +237,9 @@ func (r *Restore) runStage(ctx context.Context, st *api.RestoreStage, entries ma
 			*writes++
 		}
 		if s.journal != nil && status != StatusFailed {
-			s.journal.Record(step.ID, status, detail)
+			if err := s.journal.Record(step.ID, status, detail); err != nil {
+				l.Halt(err) // unrecorded, a resume could not be trusted: no further write
+			}
 		}
 	}
 	stopped := func() error {

@@ -70,7 +70,7 @@ func (e *Export) Run(ctx context.Context) (*api.Tenancy, error) {
 	res := kube.NewResolver(e.Clients)
 	users, _ := res.Mapper().RESTMapping(schema.GroupKind{Group: "iam.kubesphere.io", Kind: "User"})
 	if users == nil {
-		return nil, fmt.Errorf("%w: the server serves no iam.kubesphere.io User; export before the uninstall, while KubeSphere is installed", ErrNoTenancy)
+		return nil, api.Refuse(api.FixNone, "%w: the server serves no iam.kubesphere.io User; export before the uninstall, while KubeSphere is installed", ErrNoTenancy)
 	}
 	t.KubeSphere = Major(users.Resource.Version)
 

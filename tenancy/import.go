@@ -124,7 +124,7 @@ func (im *Import) Run(ctx context.Context) (*ImportResult, error) {
 		seen[key] = true
 	}
 	if len(unserved) > 0 {
-		return res, fmt.Errorf("%w: %s (the file is KubeSphere %s tenancy; install KubeSphere %s first, or edit the file to this cluster's versions: see docs/runbook-keep-tenancy.md)",
+		return res, api.Refuse(api.FixNone, "%w: %s (the file is KubeSphere %s tenancy; install KubeSphere %s first, or edit the file to this cluster's versions: see docs/runbook-keep-tenancy.md)",
 			ErrUnserved, strings.Join(unserved, ", "), t.KubeSphere, t.KubeSphere)
 	}
 	present, err := im.checkPrivilege(ctx, r)
@@ -215,7 +215,7 @@ func safe(ctx context.Context, c *kube.Clients) error {
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s; nothing was imported. Fix these first ('ks-clean scan' names them), then import again", ErrUnsafe, strings.Join(problems, "; "))
+		return api.Refuse(api.FixNone, "%w: %s; nothing was imported. Fix these first ('ks-clean scan' names them), then import again", ErrUnsafe, strings.Join(problems, "; "))
 	}
 	return nil
 }

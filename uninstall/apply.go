@@ -205,7 +205,7 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 		if err := st.open(); err != nil {
 			return res, st.wrap(err)
 		}
-		defer st.journal.close()
+		defer st.journal.Close()
 	}
 	if !a.DryRun {
 		release, err := a.takeLeases(ctx, stages)
@@ -237,10 +237,10 @@ func (a *Apply) Run(ctx context.Context) (*Result, error) {
 func (a *Apply) stages() ([]*stage, error) {
 	p := a.Plan
 	if d, err := p.ComputeDigest(); err != nil || d != p.Digest {
-		return nil, api.Refuse(api.FixNewPlan, "plan %s: %v: make a new plan instead of editing one", a.PlanPath, api.ErrTampered)
+		return nil, api.Refuse(api.FixNewPlan, "plan %s: %w: make a new plan instead of editing one", a.PlanPath, api.ErrTampered)
 	}
 	if err := plan.Validate(p); err != nil {
-		return nil, api.Refuse(api.FixNewPlan, "plan %s: %v", a.PlanPath, err)
+		return nil, api.Refuse(api.FixNewPlan, "plan %s: %w", a.PlanPath, err)
 	}
 	out := make([]*stage, len(p.Stages))
 	for i := range p.Stages {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
 	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
@@ -236,7 +237,7 @@ func (a *stage) reusableBackup(root string) (int, error) {
 	case x.StageSHA256 != api.FileSHA256(sb):
 		return 0, fmt.Errorf("its %s is not this plan's stage", api.BackupStageFile)
 	}
-	head, _, err := readJournalFile(filepath.Join(a.BackupDir, api.JournalFile))
+	head, _, err := journal.Read(filepath.Join(a.BackupDir, api.JournalFile))
 	if err != nil {
 		return 0, err
 	}

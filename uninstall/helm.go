@@ -22,25 +22,25 @@ import (
 // helmUninstall removes a release through the Helm SDK, hooks off unless
 // asked for. It refuses when the release's manifest includes a protected
 // object: uninstalling would delete it.
-func (x *executor) helmUninstall(s *api.Step) (string, error) {
+func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 	ac, err := kube.HelmConfig(x.Clients.Config, s.Target.Namespace)
 	if err != nil {
-		return "", err
+		return outcome{}, err
 	}
 	last, err := ac.Releases.Last(s.Target.Name)
 	if errors.Is(err, driver.ErrReleaseNotFound) {
-		return "skip: release already gone", nil
+		return skipped("release already gone"), nil
 	}
 	if err != nil {
-		return "", err
+		return outcome{}, err
 	}
 	// The preflight compared every release with the plan; this catches
 	// one upgraded while the apply ran.
 	if err := releaseChanged(s, last); err != nil {
-		return "", err
+		return outcome{}, err
 	}
 	if hit := x.protectedIn(last.Manifest); hit != "" {
-		return "", fmt.Errorf("release %s/%s installs protected %s; uninstalling it would delete that: take it out of the release first (helm upgrade), then run apply again", s.Target.Namespace, s.Target.Name, hit)
+		return outcome{}, fmt.Errorf("release %s/%s installs protected %s; uninstalling it would delete that: take it out of the release first (helm upgrade), then run apply again", s.Target.Namespace, s.Target.Name, hit)
 	}
 	u := action.NewUninstall(ac)
 	u.DisableHooks = !x.HelmHooks
@@ -49,17 +49,17 @@ func (x *executor) helmUninstall(s *api.Step) (string, error) {
 	resp, err := u.Run(s.Target.Name)
 	if err != nil {
 		if errors.Is(err, driver.ErrReleaseNotFound) {
-			return "skip: release already gone", nil
+			return skipped("release already gone"), nil
 		}
 		if purgeRaced(err) {
 			// Its records went meanwhile with their namespace (a system
 			// namespace a deleted Workspace owned, taken by the garbage
 			// collector), after Helm had deleted the release's resources.
 			if _, lerr := ac.Releases.Last(s.Target.Name); errors.Is(lerr, driver.ErrReleaseNotFound) {
-				return fmt.Sprintf("uninstalled revision %d; its release records were deleted meanwhile with namespace %s", last.Version, s.Target.Namespace), nil
+				return done(fmt.Sprintf("uninstalled revision %d; its release records were deleted meanwhile with namespace %s", last.Version, s.Target.Namespace)), nil
 			}
 		}
-		return "", err
+		return outcome{}, err
 	}
 	if !x.DryRun {
 		x.written()
@@ -68,7 +68,11 @@ func (x *executor) helmUninstall(s *api.Step) (string, error) {
 	if resp != nil && resp.Info != "" {
 		info = ": " + resp.Info
 	}
-	return fmt.Sprintf("uninstalled revision %d (hooks %s)%s", last.Version, map[bool]string{true: "run", false: "skipped"}[x.HelmHooks], info), nil
+	verb := "uninstalled"
+	if x.DryRun {
+		verb = "would uninstall" // Helm's dry run changes nothing
+	}
+	return done(fmt.Sprintf("%s revision %d (hooks %s)%s", verb, last.Version, map[bool]string{true: "run", false: "skipped"}[x.HelmHooks], info)), nil
 }
 
 // checkReleases refuses, before any write, a plan whose helm-uninstall

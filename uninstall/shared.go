@@ -5,32 +5,12 @@ import (
 	"strings"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
 )
 
-// What restore shares with apply: a journal to resume from (the Lease is
+// What restore shares with apply: how apply's journal says each step
+// ended (the journal itself is internal/journal's, the Lease
 // internal/lease's).
-
-// Journal records which steps of a run are done, one synced line each.
-type Journal struct{ j *journal }
-
-// OpenJournal opens (or starts) the journal in dir of the run keyed key;
-// a journal of another key is refused.
-func OpenJournal(dir, name, key string) (*Journal, error) {
-	j, err := openJournalFile(filepath.Join(dir, name), key)
-	if err != nil {
-		return nil, err
-	}
-	return &Journal{j}, nil
-}
-
-// Done says whether step finished (done or skipped) in an earlier run.
-func (j *Journal) Done(step string) bool { return j.j.isDone(step) }
-
-// Record appends the step's outcome.
-func (j *Journal) Record(step, status, detail string) { j.j.record(step, status, detail) }
-
-// Close closes the file.
-func (j *Journal) Close() { j.j.close() }
 
 // JournalStep is how a step of an apply finished: done, or skipped, and
 // why.
@@ -58,7 +38,7 @@ func (s JournalStep) Gone() bool {
 // journal reads as empty; a journal that is a link, a special file or too
 // large is an error.
 func ReadJournal(dir string) (key string, finished map[string]JournalStep, err error) {
-	head, entries, err := readJournalFile(filepath.Join(dir, api.JournalFile))
+	head, entries, err := journal.Read(filepath.Join(dir, api.JournalFile))
 	if err != nil {
 		return "", nil, err
 	}

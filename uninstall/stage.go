@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/plan"
@@ -42,7 +43,7 @@ type stage struct {
 	// lease is the cluster's, held by the apply for its whole run.
 	lease *lease.Lease
 	// journal is opened before the Lease is taken (nil in a dry run).
-	journal *journal
+	journal *journal.Journal
 }
 
 // wrap names the stage in an error of a plan of several stages.
@@ -530,7 +531,7 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 		return nil // Run reports failures after the phase; later phases must not run
 	}
 	for _, w := range waits {
-		if x.journal != nil && x.journal.isDone(w.ID) {
+		if x.journal != nil && x.journal.Done(w.ID) {
 			progress(w, StatusSkipped, "done in an earlier run")
 			continue
 		}
@@ -582,7 +583,12 @@ func (x *executor) record(s *api.Step, status, detail string) {
 	x.mu.Lock()
 	x.results = append(x.results, StepResult{ID: s.ID, Phase: s.Phase, Action: s.Action, Target: s.Target, Status: status, Detail: detail})
 	x.mu.Unlock()
-	if x.journal != nil {
-		x.journal.record(s.ID, status, detail)
+	if x.journal == nil {
+		return
+	}
+	if err := x.journal.Record(s.ID, status, detail); err != nil {
+		// Unrecorded, a finished step would run again after a crash,
+		// and a resume could not be trusted: no further write.
+		x.lease.Halt(err)
 	}
 }

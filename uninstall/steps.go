@@ -48,7 +48,7 @@ func (x *executor) dryRun() []string {
 
 // runStep executes one step and records its outcome.
 func (x *executor) runStep(s *api.Step) (string, string) {
-	if x.journal != nil && x.journal.isDone(s.ID) {
+	if x.journal != nil && x.journal.Done(s.ID) {
 		return StatusSkipped, "done in an earlier run"
 	}
 	status, detail := x.exec(s)
@@ -60,32 +60,30 @@ func (x *executor) exec(s *api.Step) (string, string) {
 	if r := x.targets[s.ID]; r != nil && r.gone {
 		return StatusSkipped, "its type no longer exists, so neither does it"
 	}
-	var detail string
+	var o outcome
 	err := kube.RetryIf(x.writeCtx, retriable, func() error {
 		var err error
 		switch s.Action {
 		case api.ActionScale:
-			detail, err = x.scale(s)
+			o, err = x.scale(s)
 		case api.ActionPatch:
-			detail, err = x.patch(s)
+			o, err = x.patch(s)
 		case api.ActionRetain:
-			detail, err = x.retain(s)
+			o, err = x.retain(s)
 		case api.ActionDelete:
-			detail, err = x.delete(s)
+			o, err = x.delete(s)
 		case api.ActionHelmUninstall:
-			detail, err = x.helmUninstall(s)
+			o, err = x.helmUninstall(s)
 		case api.ActionVerify:
-			detail = "checked before the first write"
+			o = done("checked before the first write")
 		default:
 			err = fmt.Errorf("unknown action %q", s.Action)
 		}
 		return err
 	})
 	switch {
-	case err == nil && strings.HasPrefix(detail, "skip:"):
-		return StatusSkipped, strings.TrimPrefix(detail, "skip: ")
 	case err == nil:
-		return StatusDone, detail
+		return o.status, o.detail
 	case errors.Is(err, errRecreated):
 		return StatusSkipped, err.Error()
 	case apierrors.IsNotFound(err):
@@ -97,33 +95,40 @@ func (x *executor) exec(s *api.Step) (string, string) {
 	}
 }
 
+// outcome is how a step that did not fail ended: done, or skipped (nothing
+// to do), and what happened.
+type outcome struct{ status, detail string }
+
+func done(detail string) outcome    { return outcome{StatusDone, detail} }
+func skipped(detail string) outcome { return outcome{StatusSkipped, detail} }
+
 // scale sets replicas to 0, guarded by the UID the plan recorded.
-func (x *executor) scale(s *api.Step) (string, error) {
+func (x *executor) scale(s *api.Step) (outcome, error) {
 	ops := []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 		{"op": "replace", "path": "/spec/replicas", "value": 0},
 	}
 	if err := x.jsonPatch(s, ops); err != nil {
-		return "", err
+		return outcome{}, err
 	}
-	return "replicas 0", nil
+	return done("replicas 0"), nil
 }
 
 // retain switches a PersistentVolume's reclaim policy to Retain, guarded by
 // the UID the plan recorded, so its data outlives the claim.
-func (x *executor) retain(s *api.Step) (string, error) {
+func (x *executor) retain(s *api.Step) (outcome, error) {
 	ops := []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 		{"op": "add", "path": "/spec/persistentVolumeReclaimPolicy", "value": "Retain"},
 	}
 	if err := x.jsonPatch(s, ops); err != nil {
-		return "", err
+		return outcome{}, err
 	}
 	claim := ""
 	if s.Claim != nil {
 		claim = fmt.Sprintf(", for claim %s/%s", s.Claim.Namespace, s.Claim.Name)
 	}
-	return fmt.Sprintf("reclaim policy %s -> Retain%s", s.ReclaimPolicy, claim), nil
+	return done(fmt.Sprintf("reclaim policy %s -> Retain%s", s.ReclaimPolicy, claim)), nil
 }
 
 // patch removes exactly what the step lists. It starts from the object as
@@ -131,16 +136,16 @@ func (x *executor) retain(s *api.Step) (string, error) {
 // JSON patch whose test operations pin what it read, so a change made
 // meanwhile fails the patch (and the retry re-reads) instead of being
 // overwritten.
-func (x *executor) patch(s *api.Step) (string, error) {
+func (x *executor) patch(s *api.Step) (outcome, error) {
 	cur := x.takeKnown(s.Target.UID)
 	if cur == nil {
 		var err error
 		if cur, err = x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{}); err != nil {
-			return "", err
+			return outcome{}, err
 		}
 	}
 	if string(cur.GetUID()) != s.Target.UID {
-		return "", errRecreated
+		return outcome{}, errRecreated
 	}
 	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
 	var did, added []string
@@ -205,10 +210,10 @@ func (x *executor) patch(s *api.Step) (string, error) {
 		}
 	}
 	if len(did)+len(added) == 0 {
-		return "skip: nothing left to change", nil
+		return skipped("nothing left to change"), nil
 	}
 	if err := x.jsonPatch(s, ops); err != nil {
-		return "", err
+		return outcome{}, err
 	}
 	var msg []string
 	if len(did) > 0 {
@@ -217,7 +222,7 @@ func (x *executor) patch(s *api.Step) (string, error) {
 	if len(added) > 0 {
 		msg = append(msg, "set "+strings.Join(added, ", "))
 	}
-	return strings.Join(msg, "; "), nil
+	return done(strings.Join(msg, "; ")), nil
 }
 
 func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
@@ -244,7 +249,7 @@ func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
 
 // delete deletes with the UID precondition: an object re-created since
 // planning is another object and is left alone.
-func (x *executor) delete(s *api.Step) (string, error) {
+func (x *executor) delete(s *api.Step) (outcome, error) {
 	uid := types.UID(s.Target.UID)
 	bg := metav1.DeletePropagationBackground
 	err := x.ri(s).Delete(x.writeCtx, s.Target.Name, metav1.DeleteOptions{
@@ -257,21 +262,21 @@ func (x *executor) delete(s *api.Step) (string, error) {
 		cur, gerr := x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(gerr):
-			return "skip: already gone", nil
+			return skipped("already gone"), nil
 		case gerr != nil:
-			return "", gerr
+			return outcome{}, gerr
 		case string(cur.GetUID()) != s.Target.UID:
-			return "", errRecreated
+			return outcome{}, errRecreated
 		case cur.GetDeletionTimestamp() != nil:
-			return "already being deleted", nil
+			return done("already being deleted"), nil
 		}
-		return "", err
+		return outcome{}, err
 	}
 	if err != nil {
-		return "", err
+		return outcome{}, err
 	}
 	x.written()
-	return "deleted", nil
+	return done("deleted"), nil
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -136,7 +136,7 @@ Examples:
 			if runErr != nil && res.Uninstall == nil {
 				// Nothing was changed: the error alone says what stopped it,
 				// with no half-printed plan or install before it.
-				return tenancyError(explain(runErr, host.Server))
+				return explain(runErr, host.Server)
 			}
 			if err := emit(c, output, res, func(w io.Writer) { render.Reinstall(w, res, r.DryRun) }); err != nil {
 				return err

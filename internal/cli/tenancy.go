@@ -11,7 +11,6 @@ import (
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/exitcode"
 	"github.com/ks-clean/ks-clean/internal/render"
-	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/tenancy"
 )
 
@@ -74,7 +73,7 @@ Examples:
 			}
 			t, err := (&tenancy.Export{Clients: host.Clients, Options: o}).Run(c.Context)
 			if err != nil {
-				return tenancyError(explain(err, host.Server))
+				return explain(err, host.Server)
 			}
 			if out != "" {
 				if err := api.WriteTenancy(out, t); err != nil {
@@ -150,7 +149,7 @@ Examples:
 				return exitcode.New(exitcode.Usage, fmt.Errorf("%w: give the file 'ks-clean tenancy export' (or 'reinstall --keep-tenancy') wrote", err))
 			}
 			if err != nil {
-				return tenancyError(err)
+				return err
 			}
 			host, err := connect(c, readGlobals(c).context, "--context", nil)
 			if err != nil {
@@ -163,10 +162,10 @@ Examples:
 			}
 			res, runErr := (&tenancy.Import{Clients: host.Clients, Tenancy: t, Options: o}).Run(c.Context)
 			if errors.Is(runErr, tenancy.ErrPrivileged) {
-				return tenancyError(fmt.Errorf("%w; if you mean to grant it, pass --allow-privileged", runErr))
+				return fmt.Errorf("%w; if you mean to grant it, pass --allow-privileged", runErr)
 			}
 			if runErr != nil && len(res.Objects) == 0 {
-				return tenancyError(explain(runErr, host.Server))
+				return explain(runErr, host.Server)
 			}
 			if err := emit(c, output, res, func(w io.Writer) { render.TenancyImport(w, res) }); err != nil {
 				return err
@@ -174,14 +173,4 @@ Examples:
 			return explain(runErr, host.Server)
 		},
 	}
-}
-
-// tenancyError: the tenancy refusals changed nothing (exit 2).
-func tenancyError(err error) error {
-	for _, refusal := range []error{api.ErrTenancyFile, tenancy.ErrUnserved, tenancy.ErrUnsafe, tenancy.ErrNoTenancy, tenancy.ErrPrivileged, reinstall.ErrTenancyMismatch} {
-		if errors.Is(err, refusal) {
-			return exitcode.New(exitcode.Usage, err)
-		}
-	}
-	return err
 }
