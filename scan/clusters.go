@@ -143,7 +143,7 @@ func match(ctx context.Context, host *Result, m *Result) []api.Finding {
 		case rec.Local:
 		case rec.UID == m.Cluster.UID:
 			m.HostRecords = append(m.HostRecords, rec)
-		case rec.UID == "" && hazard.NormalizeEndpoint(ctx, rec.Endpoint).Same(server):
+		case rec.UID == "" && rec.Normalized(ctx).Same(server):
 			m.HostRecords = append(m.HostRecords, rec)
 			unverified = append(unverified, fmt.Sprintf("%s %s (%s)", rec.Obj.Resource.Kind, rec.Obj.GetName(), rec.Err))
 		}

@@ -136,7 +136,7 @@ func clusterRecordFindings(ctx context.Context, f *footprint.Footprint, o Option
 		out = append(out, aliases(ctx, set)...)
 	}
 	for _, r := range kfc {
-		here := r.UID == f.Inv.KubeSystemUID || (r.UID == "" && NormalizeEndpoint(ctx, r.Endpoint).Same(local))
+		here := r.UID == f.Inv.KubeSystemUID || (r.UID == "" && r.Normalized(ctx).Same(local))
 		if here && r.Obj.GetName() != f.HostName {
 			how := "its credentials reach this cluster's kube-system"
 			if r.UID == "" {
@@ -167,7 +167,7 @@ func aliases(ctx context.Context, records []*Record) []api.Finding {
 		for _, cand := range groups {
 			m := cand.members[0]
 			if (r.UID != "" && m.UID != "" && r.UID == m.UID) ||
-				((r.UID == "" || m.UID == "") && NormalizeEndpoint(ctx, r.Endpoint).Same(NormalizeEndpoint(ctx, m.Endpoint))) {
+				((r.UID == "" || m.UID == "") && r.Normalized(ctx).Same(m.Normalized(ctx))) {
 				g = cand
 				break
 			}

@@ -39,6 +39,18 @@ type Record struct {
 	// with any is never connected to.
 	unsafe      []string
 	unsafeWhere string
+	// norm is Endpoint resolved, once (Normalized).
+	norm *Endpoint
+}
+
+// Normalized is the record's endpoint, resolved once: records are compared
+// pairwise, and a DNS lookup per pair made that O(n²) lookups.
+func (r *Record) Normalized(ctx context.Context) Endpoint {
+	if r.norm == nil {
+		e := NormalizeEndpoint(ctx, r.Endpoint)
+		r.norm = &e
+	}
+	return *r.norm
 }
 
 // kubeFedRecords reads each KubeFedCluster's endpoint, CA and token secret.
