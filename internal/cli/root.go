@@ -20,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
@@ -467,11 +468,7 @@ func readGlobals(c *cli.Context) globals {
 // timeout parses --request-timeout as kubectl does: a duration, or a bare
 // number of seconds.
 func (g globals) timeout() (time.Duration, error) {
-	if n, err := strconv.Atoi(g.requestTimeout); err == nil {
-		if n >= 0 {
-			return time.Duration(n) * time.Second, nil
-		}
-	} else if d, err := time.ParseDuration(g.requestTimeout); err == nil && d >= 0 {
+	if d, err := clientcmd.ParseTimeout(g.requestTimeout); err == nil && d >= 0 {
 		return d, nil
 	}
 	return 0, exitcode.New(exitcode.Usage, fmt.Errorf("--request-timeout %q: use 0 (no timeout), a positive duration such as 30s, or a number of seconds", g.requestTimeout))
