@@ -3,6 +3,7 @@ package reinstall_test
 import (
 	"context"
 	"errors"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,7 @@ func TestReinstallKeepsTenancy(t *testing.T) {
 			}
 			for ns, ws := range workspaceOf {
 				n, err := st.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-				if err != nil || n.Labels[tenancy.LabelWorkspace] != ws {
+				if err != nil || n.Labels[footprint.LabelWorkspace] != ws {
 					t.Errorf("namespace %s not back in workspace %s: %v %v", ns, ws, n.Labels, err)
 				}
 			}

@@ -27,13 +27,8 @@ import (
 	"github.com/ks-clean/ks-clean/scan/footprint"
 )
 
-// Labels and annotations KubeSphere puts on tenancy objects.
+// Annotations of tenancy objects; KubeSphere's labels are scan/footprint's.
 const (
-	LabelWorkspace = "kubesphere.io/workspace"
-	// LabelUserRef marks a role binding KubeSphere made for a user.
-	LabelUserRef = "iam.kubesphere.io/user-ref"
-	// AnnotationCreator marks a role KubeSphere (its console or API) made.
-	AnnotationCreator = "kubesphere.io/creator"
 	// AnnotationPasswordEncrypted says spec.password is a hash; it goes with
 	// the password.
 	AnnotationPasswordEncrypted = "iam.kubesphere.io/password-encrypted"
@@ -128,7 +123,7 @@ func Major(iamVersion string) string {
 // them is left out too.
 func (e *Export) namespaces(ctx context.Context, t *api.Tenancy) error {
 	return list(ctx, e.Clients, schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, func(u *unstructured.Unstructured) {
-		if ws := u.GetLabels()[LabelWorkspace]; ws != "" && u.GetDeletionTimestamp() == nil && !api.KubernetesNamespaces[u.GetName()] {
+		if ws := u.GetLabels()[footprint.LabelWorkspace]; ws != "" && u.GetDeletionTimestamp() == nil && !api.KubernetesNamespaces[u.GetName()] {
 			t.Namespaces[u.GetName()] = ws
 		}
 	})
@@ -153,10 +148,10 @@ func (e *Export) keep(t *api.Tenancy, u *unstructured.Unstructured) *unstructure
 		if t.Namespaces[u.GetNamespace()] == "" {
 			return nil
 		}
-		if u.GetKind() == "RoleBinding" && u.GetLabels()[LabelUserRef] == "" {
+		if u.GetKind() == "RoleBinding" && u.GetLabels()[footprint.LabelUserRef] == "" {
 			return nil
 		}
-		if u.GetKind() == "Role" && u.GetAnnotations()[AnnotationCreator] == "" {
+		if u.GetKind() == "Role" && u.GetAnnotations()[footprint.AnnotationCreator] == "" {
 			return nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 	"sort"
 	"strings"
 	"time"
@@ -284,7 +285,7 @@ func (im *Import) bind(ctx context.Context, ns, ws string) (NamespaceResult, err
 		nr.Status, nr.Detail = StatusMissing, "being deleted: not bound"
 		return nr, nil
 	}
-	switch got := cur.Labels[LabelWorkspace]; got {
+	switch got := cur.Labels[footprint.LabelWorkspace]; got {
 	case ws:
 		nr.Status = StatusPresent
 		return nr, nil
@@ -293,7 +294,7 @@ func (im *Import) bind(ctx context.Context, ns, ws string) (NamespaceResult, err
 		nr.Status, nr.Detail = StatusConflict, fmt.Sprintf("in workspace %s now: left there", got)
 		return nr, nil
 	}
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, LabelWorkspace, ws)
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, footprint.LabelWorkspace, ws)
 	opts := metav1.PatchOptions{}
 	if im.Options.DryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
@@ -303,7 +304,7 @@ func (im *Import) bind(ctx context.Context, ns, ws string) (NamespaceResult, err
 		return err
 	})
 	if err != nil {
-		return nr, fmt.Errorf("label namespace %s with %s=%s: %w", ns, LabelWorkspace, ws, err)
+		return nr, fmt.Errorf("label namespace %s with %s=%s: %w", ns, footprint.LabelWorkspace, ws, err)
 	}
 	nr.Status = StatusCreated
 	if im.Options.DryRun {

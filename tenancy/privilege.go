@@ -63,9 +63,8 @@ var builtinClusterRoles = map[string]bool{"cluster-admin": true, "admin": true, 
 // platformAdmin is KubeSphere's GlobalRole for everything.
 const platformAdmin = "platform-admin"
 
-// annotationAggregationRoles lists the role templates a 3.x role is built
+// footprint.AnnotationAggregate lists the role templates a 3.x role is built
 // from; 4.x has the field aggregationRoleTemplates.
-const annotationAggregationRoles = "iam.kubesphere.io/aggregation-roles"
 
 // annotationUnread marks, in memory only, a role the cluster did not let
 // the check read.
@@ -95,8 +94,8 @@ func privilegedRules(o *unstructured.Unstructured) string {
 	if err, ok := o.GetAnnotations()[annotationUnread]; ok {
 		return "could not be read (" + err + ")"
 	}
-	if _, ok := o.GetAnnotations()[annotationAggregationRoles]; ok {
-		return "aggregates role templates (" + annotationAggregationRoles + "), so its rules are whatever they grant"
+	if _, ok := o.GetAnnotations()[footprint.AnnotationAggregate]; ok {
+		return "aggregates role templates (" + footprint.AnnotationAggregate + "), so its rules are whatever they grant"
 	}
 	if _, ok, _ := unstructured.NestedFieldNoCopy(o.Object, "aggregationRoleTemplates"); ok {
 		return "aggregates role templates (aggregationRoleTemplates), so its rules are whatever they grant"
