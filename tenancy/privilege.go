@@ -63,9 +63,6 @@ var builtinClusterRoles = map[string]bool{"cluster-admin": true, "admin": true, 
 // platformAdmin is KubeSphere's GlobalRole for everything.
 const platformAdmin = "platform-admin"
 
-// footprint.AnnotationAggregate lists the role templates a 3.x role is built
-// from; 4.x has the field aggregationRoleTemplates.
-
 // annotationUnread marks, in memory only, a role the cluster did not let
 // the check read.
 const annotationUnread = "ks-clean.io/unread"
