@@ -1,6 +1,7 @@
 package rbac
 
 import (
+	"slices"
 	"sort"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -76,7 +77,7 @@ func (r *Roles) Grants(p Permission) bool {
 	}
 	for _, rule := range rules {
 		if has(rule.Verbs, p.Verb) && has(rule.APIGroups, p.Group) && has(rule.Resources, p.Resource) &&
-			(len(rule.ResourceNames) == 0 || (p.Name != "" && contains(rule.ResourceNames, p.Name))) {
+			(len(rule.ResourceNames) == 0 || (p.Name != "" && slices.Contains(rule.ResourceNames, p.Name))) {
 			return true
 		}
 	}
@@ -86,15 +87,6 @@ func (r *Roles) Grants(p Permission) bool {
 func has(list []string, s string) bool {
 	for _, x := range list {
 		if x == s || x == "*" {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -186,7 +187,7 @@ func privileged(ctx context.Context, o *unstructured.Unstructured, role func(ctx
 func (im *Import) checkPrivilege(ctx context.Context, r *kube.Resolver) (map[*unstructured.Unstructured]string, error) {
 	t := im.Tenancy
 	var problems []string
-	for _, ns := range sortedKeys(t.Namespaces) {
+	for _, ns := range slices.Sorted(maps.Keys(t.Namespaces)) {
 		if api.KubernetesNamespaces[ns] && !im.Options.AllowPrivileged {
 			problems = append(problems, fmt.Sprintf("namespaces: %s → workspace %s: %s is one of Kubernetes' own namespaces; on KubeSphere 3.x a workspace would own it", ns, t.Namespaces[ns], ns))
 		}
@@ -281,13 +282,4 @@ func checkClaims(t *api.Tenancy) error {
 		return api.Refuse(api.FixNone, "%w: %s; nothing was imported. The file was edited after the export: export again, or remove what it should not carry", api.ErrTenancyFile, strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

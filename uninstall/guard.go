@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"sort"
 	"strings"
 	"sync"
@@ -133,7 +134,7 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage, halt func
 			Validations: []admissionregistrationv1.Validation{{
 				Expression: "false",
 				Message:    guardMessage,
-				Reason:     ptr(metav1.StatusReasonForbidden),
+				Reason:     ptr.To(metav1.StatusReasonForbidden),
 			}},
 		},
 	}
@@ -199,8 +200,6 @@ func installGuard(ctx context.Context, c *kube.Clients, st *api.Stage, halt func
 	}
 	return g, nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // leaseProbe names the Lease as the object a dry-run delete checks the
 // guard with.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"maps"
+	"slices"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -154,7 +156,7 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 		if ann == nil {
 			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations", "value": map[string]string{}})
 		}
-		for _, k := range sortedKeys(s.Annotate) {
+		for _, k := range slices.Sorted(maps.Keys(s.Annotate)) {
 			if v, ok := ann[k]; ok && v == s.Annotate[k] {
 				continue
 			}
@@ -167,11 +169,11 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 		rm = &api.Removal{}
 	}
 	if len(rm.OwnerReferences) > 0 {
-		drop := set(rm.OwnerReferences)
+		drop := sets.New(rm.OwnerReferences...)
 		refs := cur.GetOwnerReferences()
 		var keep []metav1.OwnerReference
 		for _, r := range refs {
-			if !drop[string(r.UID)] {
+			if !drop.Has(string(r.UID)) {
 				keep = append(keep, r)
 			}
 		}
@@ -186,11 +188,11 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 		}
 	}
 	if len(rm.Finalizers) > 0 {
-		drop := set(rm.Finalizers)
+		drop := sets.New(rm.Finalizers...)
 		fins := cur.GetFinalizers()
 		keep := []string{}
 		for _, f := range fins {
-			if !drop[f] {
+			if !drop.Has(f) {
 				keep = append(keep, f)
 			}
 		}
@@ -277,23 +279,6 @@ func (x *executor) delete(s *api.Step) (outcome, error) {
 	}
 	x.written()
 	return done("deleted"), nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func set(ss []string) map[string]bool {
-	m := make(map[string]bool, len(ss))
-	for _, s := range ss {
-		m[s] = true
-	}
-	return m
 }
 
 func (x *executor) stripFinalizers(s *api.Step) {

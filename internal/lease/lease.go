@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"os"
 	"strings"
 	"sync"
@@ -134,9 +135,9 @@ func Acquire(ctx context.Context, kc kubernetes.Interface, o Options) (*Lease, e
 		}
 		// This process's own Lease is left by a run of it that ended
 		// without releasing it (tests run many); taking it over is safe.
-		if h := deref(cur.Spec.HolderIdentity); held(cur) && h != l.holder && !deadLocalHolder(h) {
+		if h := ptr.Deref(cur.Spec.HolderIdentity, ""); held(cur) && h != l.holder && !deadLocalHolder(h) {
 			return nil, api.Refuse(api.FixWait, "another ks-clean run holds the cluster (Lease %s/%s, holder %s, renewed %s ago): wait for it to finish; if it died, the lease expires %s after its last renewal",
-				Namespace, Name, h, time.Since(cur.Spec.RenewTime.Time).Round(time.Second), time.Duration(deref32(cur.Spec.LeaseDurationSeconds))*time.Second)
+				Namespace, Name, h, time.Since(cur.Spec.RenewTime.Time).Round(time.Second), time.Duration(ptr.Deref(cur.Spec.LeaseDurationSeconds, 0))*time.Second)
 		}
 		cur.Spec = spec
 		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{}) // resourceVersion guards the takeover
@@ -191,8 +192,8 @@ func (l *Lease) keep(renewed time.Time) {
 		case apierrors.IsNotFound(err):
 			l.lose("", "it was deleted")
 			return
-		case err == nil && deref(cur.Spec.HolderIdentity) != l.holder:
-			l.lose(deref(cur.Spec.HolderIdentity), "another holder took it")
+		case err == nil && ptr.Deref(cur.Spec.HolderIdentity, "") != l.holder:
+			l.lose(ptr.Deref(cur.Spec.HolderIdentity, ""), "another holder took it")
 			return
 		case err == nil && time.Since(renewed) >= l.duration/3:
 			now := metav1.NewMicroTime(time.Now())
@@ -280,7 +281,7 @@ func (l *Lease) Release() {
 	leases := l.kube.CoordinationV1().Leases(Namespace)
 	_ = kube.Retry(ctx, func() error {
 		cur, err := leases.Get(ctx, Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || (err == nil && deref(cur.Spec.HolderIdentity) != l.holder) {
+		if apierrors.IsNotFound(err) || (err == nil && ptr.Deref(cur.Spec.HolderIdentity, "") != l.holder) {
 			return nil // gone, or taken over after ours expired
 		}
 		if err != nil {
@@ -293,18 +294,4 @@ func (l *Lease) Release() {
 		}
 		return err
 	})
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-func deref32(n *int32) int32 {
-	if n == nil {
-		return 0
-	}
-	return *n
 }

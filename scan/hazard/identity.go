@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -81,7 +83,7 @@ func kubeFedRecords(inv *inventory.Inventory) []*Record {
 		sec := inv.Secrets[o.GetNamespace()+"/"+secretName]
 		switch {
 		case len(set) > 0:
-			r.unsafe, r.unsafeWhere = sortedKeys(set), "spec"
+			r.unsafe, r.unsafeWhere = slices.Sorted(maps.Keys(set)), "spec"
 			r.Err = notUsed(r)
 		case r.Err != "":
 		case sec == nil:

@@ -9,6 +9,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -264,7 +265,7 @@ func discover(ctx context.Context, d discovery.DiscoveryInterface, fullGroup fun
 			continue
 		}
 		for _, ar := range l.APIResources {
-			if strings.Contains(ar.Name, "/") || !has(ar.Verbs, "list") {
+			if strings.Contains(ar.Name, "/") || !slices.Contains(ar.Verbs, "list") {
 				continue
 			}
 			gr := schema.GroupResource{Group: gv.Group, Resource: ar.Name}
@@ -343,13 +344,4 @@ func less(a, b *Object) bool {
 		return a.GetNamespace() < b.GetNamespace()
 	}
 	return a.GetName() < b.GetName()
-}
-
-func has(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
