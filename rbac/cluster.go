@@ -4,13 +4,11 @@ import (
 	"sort"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/releaseutil"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 )
 
 // ScanFor is the scan role for the cluster res was scanned from (by an
@@ -69,7 +67,7 @@ func ApplyFor(p *api.Plan, context string, res *scan.Result, subject Subject) *R
 	}
 	manifests := map[string][]api.ObjectRef{}
 	for _, rel := range inv.Releases {
-		manifests[rel.Namespace+"/"+rel.Name] = append(manifests[rel.Namespace+"/"+rel.Name], manifestObjects(rel)...)
+		manifests[rel.Namespace+"/"+rel.Name] = append(manifests[rel.Namespace+"/"+rel.Name], footprint.ManifestObjects(rel.Manifest, rel.Namespace)...)
 	}
 	var perms []Permission
 	for i := range p.Stages {
@@ -80,29 +78,4 @@ func ApplyFor(p *api.Plan, context string, res *scan.Result, subject Subject) *R
 		perms = append(perms, ForStage(st, resolve, manifests)...)
 	}
 	return Build(ApplyName(p), perms, subject)
-}
-
-// manifestObjects are the objects a release's manifest installs (what its
-// uninstall deletes), namespaced ones defaulting to the release's namespace.
-func manifestObjects(rel *release.Release) []api.ObjectRef {
-	var out []api.ObjectRef
-	for _, doc := range releaseutil.SplitManifests(rel.Manifest) {
-		var m struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
-			} `json:"metadata"`
-		}
-		if yaml.Unmarshal([]byte(doc), &m) != nil || m.Kind == "" || m.Metadata.Name == "" {
-			continue
-		}
-		ns := m.Metadata.Namespace
-		if ns == "" {
-			ns = rel.Namespace // dropped by ForStage for cluster-scoped kinds
-		}
-		out = append(out, api.ObjectRef{APIVersion: m.APIVersion, Kind: m.Kind, Namespace: ns, Name: m.Metadata.Name})
-	}
-	return out
 }

@@ -206,15 +206,7 @@ func TestRefusals(t *testing.T) {
 	e := setup(t, "incident")
 	// Another cluster's plan: the recorded clean scenario's (no second
 	// control plane needed to make one).
-	l, err := fixture.LoadRecording("clean")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := l.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherPlan, err := plan.Build(rep, plan.Options{})
+	otherPlan, err := fixture.RecordedPlan("clean")
 	if err != nil {
 		t.Fatal(err)
 	}

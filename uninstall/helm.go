@@ -10,13 +10,12 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 )
 
 // helmUninstall removes a release through the Helm SDK, hooks off unless
@@ -39,7 +38,7 @@ func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 	if err := releaseChanged(s, last); err != nil {
 		return outcome{}, err
 	}
-	if hit := x.protectedIn(last.Manifest); hit != "" {
+	if hit := x.protectedIn(last.Manifest, s.Target.Namespace); hit != "" {
 		return outcome{}, fmt.Errorf("release %s/%s installs protected %s; uninstalling it would delete that: take it out of the release first (helm upgrade), then run apply again", s.Target.Namespace, s.Target.Name, hit)
 	}
 	u := action.NewUninstall(ac)
@@ -168,24 +167,17 @@ func purgeRaced(err error) bool {
 }
 
 // protectedIn returns the first protected object a manifest names.
-func (x *executor) protectedIn(manifest string) string {
+func (x *executor) protectedIn(manifest, releaseNS string) string {
 	protected := map[string]bool{}
 	for _, r := range x.Plan.Protected {
 		protected[r.Kind+"/"+r.Namespace+"/"+r.Name] = true
 	}
-	for _, doc := range releaseutil.SplitManifests(manifest) {
-		var m struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
-			} `json:"metadata"`
-		}
-		if yaml.Unmarshal([]byte(doc), &m) != nil || m.Kind == "" {
-			continue
-		}
-		if protected[m.Kind+"/"+m.Metadata.Namespace+"/"+m.Metadata.Name] {
-			return m.Kind + " " + strings.Trim(m.Metadata.Namespace+"/"+m.Metadata.Name, "/")
+	for _, o := range footprint.ManifestObjects(manifest, releaseNS) {
+		switch {
+		case protected[o.Kind+"/"+o.Namespace+"/"+o.Name]:
+			return o.Kind + " " + o.Namespace + "/" + o.Name
+		case protected[o.Kind+"//"+o.Name]: // cluster-scoped: no namespace, whatever Helm's default
+			return o.Kind + " " + o.Name
 		}
 	}
 	return ""

@@ -27,10 +27,10 @@ kind: Namespace
 metadata:
   name: prod-ws1-1
 `
-	if got := x.protectedIn(manifest); got != "Namespace prod-ws1-1" {
+	if got := x.protectedIn(manifest, "kubesphere-system"); got != "Namespace prod-ws1-1" {
 		t.Fatalf("protectedIn = %q, want the protected namespace", got)
 	}
-	if got := x.protectedIn("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kubesphere-config\n  namespace: kubesphere-system\n"); got != "" {
+	if got := x.protectedIn("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kubesphere-config\n  namespace: kubesphere-system\n", "kubesphere-system"); got != "" {
 		t.Fatalf("protectedIn = %q for a manifest of KubeSphere's own objects", got)
 	}
 }

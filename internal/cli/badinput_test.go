@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
-	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/rbac"
 	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/test/controlplane"
@@ -45,15 +44,7 @@ func TestBadInputTable(t *testing.T) {
 	}
 	// Another cluster's plan: the recorded clean scenario's.
 	otherPlan := filepath.Join(dir, "other.json")
-	l, err := fixture.LoadRecording("clean")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := l.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := plan.Build(rep, plan.Options{})
+	op, err := fixture.RecordedPlan("clean")
 	if err != nil {
 		t.Fatal(err)
 	}

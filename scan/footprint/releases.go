@@ -5,8 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ks-clean/ks-clean/api"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v3/pkg/release"
@@ -126,8 +126,10 @@ func orNone(ss []string, none string) string {
 	return strings.Join(ss, ", ")
 }
 
-// index records, under manifestKey, the objects of a release's manifest.
-func index(into map[string]string, rel, relNS, manifest string) {
+// ManifestObjects are the objects a Helm manifest names; a namespaced one
+// without a namespace is in defaultNS (the release's), as Helm installs it.
+func ManifestObjects(manifest, defaultNS string) []api.ObjectRef {
+	var out []api.ObjectRef
 	for _, m := range releaseutil.SplitManifests(manifest) {
 		var head struct {
 			APIVersion string `json:"apiVersion"`
@@ -137,16 +139,23 @@ func index(into map[string]string, rel, relNS, manifest string) {
 				Namespace string `json:"namespace"`
 			} `json:"metadata"`
 		}
-		if err := yaml.Unmarshal([]byte(m), &head); err != nil || head.Kind == "" {
+		if err := yaml.Unmarshal([]byte(m), &head); err != nil || head.Kind == "" || head.Metadata.Name == "" {
 			continue
 		}
-		gv, _ := schema.ParseGroupVersion(head.APIVersion)
 		ns := head.Metadata.Namespace
 		if ns == "" {
-			ns = relNS
+			ns = defaultNS
 		}
-		into[manifestKey(gv.Group, head.Kind, ns, head.Metadata.Name)] = rel
-		into[manifestKey(gv.Group, head.Kind, "", head.Metadata.Name)] = rel
+		out = append(out, api.ObjectRef{APIVersion: head.APIVersion, Kind: head.Kind, Namespace: ns, Name: head.Metadata.Name})
+	}
+	return out
+}
+
+// index records, under manifestKey, the objects of a release's manifest.
+func index(into map[string]string, rel, relNS, manifest string) {
+	for _, o := range ManifestObjects(manifest, relNS) {
+		into[manifestKey(o.Group(), o.Kind, o.Namespace, o.Name)] = rel
+		into[manifestKey(o.Group(), o.Kind, "", o.Name)] = rel
 	}
 }
 
