@@ -28,18 +28,11 @@ func StartT(t testing.TB, opts Options) *ControlPlane {
 }
 
 // NoWritesSince fails t if user's requests after mark changed stored state,
-// and if the instrument cannot tell: the audit log unreadable, or holding no
-// request of user's at all (audit off, or the wrong user name), which would
-// pass any check of "no writes".
+// and if the instrument cannot tell: a control plane without its audit log,
+// or a log that cannot be read, would pass any check of "no writes". (No
+// request at all is fine: a plan refused before connecting makes none.)
 func (cp *ControlPlane) NoWritesSince(t testing.TB, mark int, user, what string) {
 	t.Helper()
-	events, err := cp.EventsSince(mark, user)
-	if err != nil {
-		t.Fatalf("%s: read the audit log: %v", what, err)
-	}
-	if len(events) == 0 {
-		t.Fatalf("%s: the audit log holds no request of %s since the mark: the no-write check cannot see anything", what, user)
-	}
 	writes, err := cp.PersistedWritesSince(mark, user)
 	if err != nil {
 		t.Fatalf("%s: read the audit log: %v", what, err)
