@@ -377,3 +377,32 @@ func WriteBackupIndex(dir string, x *BackupIndex) error {
 	}
 	return nil
 }
+
+// StageDirName names the backup directory of stage i (from 0) called name
+// in a plan of several stages, under apply's backup directory: "NN-NAME",
+// the name reduced to [a-z0-9.-] (a context name such as EKS's
+// arn:aws:eks:REGION:ACCOUNT:cluster/NAME holds '/' and ':'; a stage name
+// is never a path). The number keeps names that reduce alike apart.
+func StageDirName(i int, name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-'
+		switch {
+		case ok:
+			b.WriteRune(r)
+			dash = r == '-'
+		case !dash:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	s := strings.Trim(b.String(), "-.")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-.")
+	}
+	if s == "" {
+		s = "stage"
+	}
+	return fmt.Sprintf("%02d-%s", i+1, s)
+}

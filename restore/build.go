@@ -104,40 +104,64 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 	if err != nil {
 		return nil, err
 	}
-	deleted, deletedNS, detached := f.deleted, f.deletedNS, f.detached
+	st.Kept = append(st.Kept, keptByApply(src, f, o)...)
+	cands, err := candidates(ctx, src, f, kube.NewResolver(c), st)
+	if err != nil {
+		return nil, err
+	}
+	cands.order()
+	addSteps(st, src, f, cands, o)
+	return st, nil
+}
+
+// keptByApply are what apply changed that restore leaves as it is, and why.
+func keptByApply(src *Source, f *facts, o Options) []api.RestoreNote {
+	var out []api.RestoreNote
 	for _, s := range src.Stage.Steps {
 		if !src.done(s.ID) {
 			continue
 		}
 		switch {
 		case s.Action == api.ActionRetain:
-			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: fmt.Sprintf("reclaim policy stays Retain (it was %s): a released volume set back to Delete would be deleted with its data; a restored claim is bound to it again", s.ReclaimPolicy)})
-		case s.Action == api.ActionHelmUninstall && !deletedNS[s.Target.Namespace]:
-			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "Helm's record of this release was not in a namespace apply deleted, so it is not in the backup: install the release again with helm"})
+			out = append(out, api.RestoreNote{Object: s.Target, Reason: fmt.Sprintf("reclaim policy stays Retain (it was %s): a released volume set back to Delete would be deleted with its data; a restored claim is bound to it again", s.ReclaimPolicy)})
+		case s.Action == api.ActionHelmUninstall && !f.deletedNS[s.Target.Namespace]:
+			out = append(out, api.RestoreNote{Object: s.Target, Reason: "Helm's record of this release was not in a namespace apply deleted, so it is not in the backup: install the release again with helm"})
 		}
 	}
 	for _, s := range src.Stage.Steps {
 		if s.Action == api.ActionDelete && src.Finished[s.ID].Status != "" && !src.gone(s.ID) {
-			st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "apply left it alone (re-created since planning): not restored"})
+			out = append(out, api.RestoreNote{Object: s.Target, Reason: "apply left it alone (re-created since planning): not restored"})
 		}
 	}
 	if !o.Reattach {
-		for _, s := range detached {
-			if !deleted[s.Target.UID] {
-				st.Kept = append(st.Kept, api.RestoreNote{Object: s.Target, Reason: "stays detached from what owned it (restore --reattach puts the owner references and labels back)"})
+		for _, s := range f.detached {
+			if !f.deleted[s.Target.UID] {
+				out = append(out, api.RestoreNote{Object: s.Target, Reason: "stays detached from what owned it (restore --reattach puts the owner references and labels back)"})
 			}
 		}
 	}
+	return out
+}
 
-	m := kube.NewResolver(c)
-	type cand struct {
-		e     api.BackupEntry
-		tier  api.Tier
-		depth int
-	}
-	var cands []*cand
-	byUID := map[string]*cand{}
-	owners := map[string][]string{}
+// cand is an object of the backup to create again.
+type cand struct {
+	e     api.BackupEntry
+	tier  api.Tier
+	depth int
+}
+
+// cands are the objects to create, and the owners each names.
+type cands struct {
+	list   []*cand
+	byUID  map[string]*cand
+	owners map[string][]string
+}
+
+// candidates reads the backup's restorable objects and keeps those absent
+// from the cluster; one present and different is a conflict (st's), one a
+// token controller would delete again is kept.
+func candidates(ctx context.Context, src *Source, f *facts, m *kube.Resolver, st *api.RestoreStage) (*cands, error) {
+	cs := &cands{byUID: map[string]*cand{}, owners: map[string][]string{}}
 	for _, e := range src.Index.Objects {
 		if skipped(e.ObjectRef) || !f.restorable(e) {
 			continue
@@ -162,14 +186,18 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 			continue
 		}
 		k := &cand{e: e, tier: tierOf(e.ObjectRef)}
-		cands = append(cands, k)
-		byUID[e.UID] = k
+		cs.list = append(cs.list, k)
+		cs.byUID[e.UID] = k
 		for _, r := range u.GetOwnerReferences() {
-			owners[e.UID] = append(owners[e.UID], string(r.UID))
+			cs.owners[e.UID] = append(cs.owners[e.UID], string(r.UID))
 		}
 	}
-	// Owners before what they own: each object's depth is one more than its
-	// deepest owner's among what is restored.
+	return cs, nil
+}
+
+// order sorts by tier, then owners before what they own: each object's
+// depth is one more than its deepest owner's among what is restored.
+func (cs *cands) order() {
 	var depth func(uid string, seen map[string]bool) int
 	depth = func(uid string, seen map[string]bool) int {
 		if seen[uid] {
@@ -177,22 +205,22 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 		seen[uid] = true
 		d := 0
-		for _, o := range owners[uid] {
-			if byUID[o] != nil {
+		for _, o := range cs.owners[uid] {
+			if cs.byUID[o] != nil {
 				d = max(d, 1+depth(o, seen))
 			}
 		}
 		return d
 	}
-	for _, k := range cands {
+	for _, k := range cs.list {
 		k.depth = depth(k.e.UID, map[string]bool{})
 	}
 	rank := map[api.Tier]int{}
 	for i, t := range api.Tiers {
 		rank[t] = i
 	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
+	sort.SliceStable(cs.list, func(i, j int) bool {
+		a, b := cs.list[i], cs.list[j]
 		if a.tier != b.tier {
 			return rank[a.tier] < rank[b.tier]
 		}
@@ -201,24 +229,31 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		}
 		return a.e.File < b.e.File
 	})
+}
+
+// addSteps turns the ordered candidates into st's steps: creates (webhooks
+// last, so none refuses what is restored before it), owner references for
+// what was created before its owner, reattaches (--reattach), and the
+// scale-ups of what apply stopped.
+func addSteps(st *api.RestoreStage, src *Source, f *facts, cs *cands, o Options) {
 	add := func(s api.RestoreStep) {
 		s.ID = fmt.Sprintf("%04d-%s-%s", len(st.Steps)+1, s.Tier, s.Action)
 		st.Steps = append(st.Steps, s)
 	}
 	order := map[string]int{}
-	for i, k := range cands {
+	for i, k := range cs.list {
 		order[k.e.UID] = i
 	}
 	var late []*cand // owned by something restored after them
-	for _, k := range cands {
-		for _, o := range owners[k.e.UID] {
+	for _, k := range cs.list {
+		for _, o := range cs.owners[k.e.UID] {
 			if j, ok := order[o]; ok && j > order[k.e.UID] {
 				late = append(late, k)
 				break
 			}
 		}
 	}
-	for _, k := range cands {
+	for _, k := range cs.list {
 		if k.tier == api.TierWebhooks {
 			break
 		}
@@ -232,8 +267,8 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 		for _, e := range src.Index.Objects {
 			files[e.UID] = e.File
 		}
-		for _, s := range detached {
-			if !deleted[s.Target.UID] && files[s.Target.UID] != "" {
+		for _, s := range f.detached {
+			if !f.deleted[s.Target.UID] && files[s.Target.UID] != "" {
 				add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionReattach, Target: s.Target, File: files[s.Target.UID]})
 			}
 		}
@@ -243,12 +278,11 @@ func buildStage(ctx context.Context, src *Source, c *kube.Clients, o Options) (*
 			add(api.RestoreStep{Tier: api.TierWorkloads, Action: api.ActionScale, Target: s.Target, Replicas: n})
 		}
 	}
-	for _, k := range cands {
+	for _, k := range cs.list {
 		if k.tier == api.TierWebhooks {
 			add(api.RestoreStep{Tier: k.tier, Action: api.ActionCreate, Target: k.e.ObjectRef, File: k.e.File, Wave: k.depth})
 		}
 	}
-	return st, nil
 }
 
 // sameCluster refuses a backup taken on another cluster than c's.

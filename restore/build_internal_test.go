@@ -7,7 +7,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ks-clean/ks-clean/api"
-	"github.com/ks-clean/ks-clean/uninstall"
 )
 
 func TestTierOf(t *testing.T) {
@@ -133,12 +132,12 @@ func TestPortableService(t *testing.T) {
 // stage is called (an EKS context name, "..") (issue 22, item 10).
 func TestStageDirName(t *testing.T) {
 	for i, name := range []string{"unjoin", "arn:aws:eks:eu-west-1:123456789012:cluster/prod", "../../etc", "..", "", "Host_1", strings.Repeat("x", 300)} {
-		d := uninstall.StageDirName(i, name)
+		d := api.StageDirName(i, name)
 		if !stageDir.MatchString(d) || strings.Contains(d, "/") || strings.HasPrefix(d[3:], ".") || len(d) > 70 {
 			t.Errorf("StageDirName(%d, %q) = %q", i, name, d)
 		}
 	}
-	if got := uninstall.StageDirName(1, "arn:aws:eks:eu-west-1:123456789012:cluster/prod"); got != "02-arn-aws-eks-eu-west-1-123456789012-cluster-prod" {
+	if got := api.StageDirName(1, "arn:aws:eks:eu-west-1:123456789012:cluster/prod"); got != "02-arn-aws-eks-eu-west-1-123456789012-cluster-prod" {
 		t.Errorf("EKS context: %q", got)
 	}
 }

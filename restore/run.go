@@ -23,7 +23,6 @@ import (
 	"github.com/ks-clean/ks-clean/internal/journal"
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/internal/lease"
-	"github.com/ks-clean/ks-clean/uninstall"
 )
 
 // PlanFile and JournalFile are the restore's own files in the backup
@@ -36,10 +35,10 @@ const (
 
 // Step outcomes.
 const (
-	StatusDone     = uninstall.StatusDone
-	StatusSkipped  = uninstall.StatusSkipped
+	StatusDone     = journal.Done
+	StatusSkipped  = journal.Skipped
 	StatusConflict = "conflict"
-	StatusFailed   = uninstall.StatusFailed
+	StatusFailed   = journal.Failed
 )
 
 // KindResult is the kind of a restore's result.

@@ -28,8 +28,8 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
 	"github.com/ks-clean/ks-clean/plan"
-	"github.com/ks-clean/ks-clean/uninstall"
 )
 
 // Source is one stage's backup, read and checked.
@@ -39,11 +39,11 @@ type Source struct {
 	Stage *api.Stage
 	// Finished says how each step apply finished ended (done, skipped),
 	// by ID.
-	Finished map[string]uninstall.JournalStep
+	Finished map[string]journal.Entry
 }
 
 // done: apply made the step's change.
-func (s *Source) done(id string) bool { return s.Finished[id].Status == uninstall.StatusDone }
+func (s *Source) done(id string) bool { return s.Finished[id].Status == journal.Done }
 
 // gone: the step's target is gone because of apply: it deleted it, or
 // found it gone already (a run killed after its delete, before the
@@ -52,7 +52,7 @@ func (s *Source) done(id string) bool { return s.Finished[id].Status == uninstal
 func (s *Source) gone(id string) bool { return s.Finished[id].Gone() }
 
 // stageDir is the name apply gives a stage's directory in a plan of
-// several stages (uninstall.StageDirName).
+// several stages (api.StageDirName).
 var stageDir = regexp.MustCompile(`^([0-9]{2,})-[a-z0-9.-]+$`)
 
 // Load reads the backup in dir: one stage's (dir holds index.json), or a
@@ -84,7 +84,8 @@ func Load(dir string) ([]*Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		key, done, err := uninstall.ReadJournal(d)
+		head, done, err := journal.Read(filepath.Join(d, api.JournalFile))
+		key := journal.Key(head)
 		if err != nil {
 			return nil, api.Refuse(api.FixBackup, "journal of %s: %w", d, err)
 		}
@@ -100,8 +101,8 @@ func Load(dir string) ([]*Source, error) {
 			return nil, api.Refuse(api.FixBackup, "backup %s is one stage (%s) of a plan of several: give the directory above it, which holds every stage", d, name)
 		case !single && !multi:
 			return nil, api.Refuse(api.FixBackup, "backup %s, a stage directory, holds the backup of a single-cluster plan: use the directory as apply left it", d)
-		case !single && filepath.Base(d) != uninstall.StageDirName(i, st.Name):
-			return nil, api.Refuse(api.FixBackup, "backup %s holds stage %q, which apply would have saved as %s: use the directory as apply left it", d, st.Name, uninstall.StageDirName(i, st.Name))
+		case !single && filepath.Base(d) != api.StageDirName(i, st.Name):
+			return nil, api.Refuse(api.FixBackup, "backup %s holds stage %q, which apply would have saved as %s: use the directory as apply left it", d, st.Name, api.StageDirName(i, st.Name))
 		case len(out) > 0 && !strings.HasPrefix(out[0].Index.Plan, digest+"/"):
 			return nil, api.Refuse(api.FixBackup, "backup %s: stage %s is of another plan (%s) than stage %s (%s): every stage must be of one apply", dir, st.Name, digest, out[0].Stage.Name, out[0].Index.Plan)
 		}
@@ -176,7 +177,7 @@ func stageDirs(dir string) ([]string, error) {
 func unstarted(first string, dirs []string) error {
 	for _, d := range dirs {
 		_, errIndex := os.Lstat(filepath.Join(d, api.BackupIndexFile))
-		_, done, err := uninstall.ReadJournal(d)
+		_, done, err := journal.Read(filepath.Join(d, api.JournalFile))
 		if err != nil {
 			return api.Refuse(api.FixBackup, "journal of %s: %w", d, err)
 		}

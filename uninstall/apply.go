@@ -252,7 +252,7 @@ func (a *Apply) stages() ([]*stage, error) {
 		o := a.Options
 		name := a.PlanPath
 		if len(p.Stages) > 1 {
-			o.BackupDir = filepath.Join(a.BackupDir, StageDirName(i, st.Name))
+			o.BackupDir = filepath.Join(a.BackupDir, api.StageDirName(i, st.Name))
 			name = fmt.Sprintf("%s (stage %s)", a.PlanPath, st.Name)
 			if a.Progress != nil {
 				o.Progress = func(e Event) { e.Stage = st.Name; a.Progress(e) }

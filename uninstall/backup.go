@@ -32,19 +32,12 @@ import (
 // objects patch steps change: their first patch starts from it instead of a
 // GET (its test operations still pin every value it removes).
 func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, map[string]*unstructured.Unstructured, error) {
-	patched := map[string]bool{}
-	for _, s := range a.Plan.Steps {
-		if s.Action == api.ActionPatch {
-			patched[s.Target.UID] = true
-		}
-	}
-	known := map[string]*unstructured.Unstructured{}
-	root := a.BackupDir
 	// Secrets go in there: nothing in it may be a link, a special file or
 	// open to others (a planted 0666 file would be written into as is).
 	if err := api.CheckPrivateDir(a.BackupDir); err != nil {
 		return 0, nil, err
 	}
+	root := a.BackupDir
 	if a.DryRun {
 		// A dry run's backup shows what a real run would save; a real run
 		// never reuses it: the cluster may change before that run.
@@ -53,7 +46,6 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 			return 0, nil, api.Refuse(api.FixBackupDir, "replace the dry run's backup %s: %w", root, err)
 		}
 	}
-	dir := filepath.Join(root, api.BackupObjectsDir)
 	index := filepath.Join(root, api.BackupIndexFile)
 	if _, err := os.Lstat(index); err == nil && !a.DryRun {
 		// Taken by an earlier, interrupted real run of this stage: it
@@ -66,148 +58,181 @@ func (a *stage) backup(ctx context.Context, targets map[string]*resolved) (int, 
 		}
 		return n, nil, nil
 	}
+	dir := filepath.Join(root, api.BackupObjectsDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, nil, api.Refuse(api.FixBackupDir, "backup directory %s: %w", root, err)
 	}
-
-	want := map[schema.GroupVersionResource]map[string]bool{} // gvr -> uid set
-	// The namespaces where each namespaced type has something to save.
-	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
-	var deletedNS []string
-	for _, s := range a.Plan.Steps {
-		r := targets[s.ID]
-		if r == nil || r.gvr.Resource == "" || s.Action == api.ActionVerify {
-			continue
-		}
-		if want[r.gvr] == nil {
-			want[r.gvr] = map[string]bool{}
-		}
-		want[r.gvr][s.Target.UID] = true
-		if r.namespaced {
-			if namespacesOf[r.gvr] == nil {
-				namespacesOf[r.gvr] = map[string]bool{}
-			}
-			namespacesOf[r.gvr][s.Target.Namespace] = true
-		}
-		if s.Action == api.ActionDelete && s.Target.Kind == "Namespace" {
-			deletedNS = append(deletedNS, s.Target.Name)
-		}
-	}
-	nsSet := map[string]bool{}
-	for _, n := range deletedNS {
-		nsSet[n] = true
-	}
-	namespaced, err := a.namespacedResources(ctx)
+	sc, err := a.backupScope(ctx, targets)
 	if err != nil {
 		return 0, nil, err
 	}
-	// What is in the deleted namespaces: a few namespaces are read one by
-	// one (a cluster-wide list of every type would read every user's
-	// objects too: 25,000 of them at 5,000 namespaces); many, cluster-wide.
-	type read struct {
-		gvr       schema.GroupVersionResource
-		namespace string // "": all
-	}
-	var reads []read
-	for gvr := range want {
-		reads = append(reads, read{gvr: gvr})
-	}
-	for _, gvr := range namespaced {
-		if namespacesOf[gvr] == nil {
-			namespacesOf[gvr] = map[string]bool{}
-		}
-		for _, ns := range deletedNS {
-			namespacesOf[gvr][ns] = true
-		}
-		if want[gvr] != nil {
-			continue // listed cluster-wide already
-		}
-		want[gvr] = map[string]bool{}
-		if len(deletedNS) > perNamespaceReads {
-			reads = append(reads, read{gvr: gvr})
-			continue
-		}
-		for _, ns := range deletedNS {
-			reads = append(reads, read{gvr: gvr, namespace: ns})
-		}
-	}
-
-	var mu sync.Mutex
-	var entries []api.BackupEntry
-	seen := map[string]bool{}
-	w := &objectWriter{dir: dir, made: map[string]bool{}}
+	sv := &saver{scope: sc, c: a.Clients, w: &objectWriter{dir: dir, made: map[string]bool{}}, seen: map[string]bool{}, known: map[string]*unstructured.Unstructured{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.Concurrency)
-	var readOne func(rd read) error
-	readOne = func(rd read) error {
-		uids := want[rd.gvr]
-		ri := a.Clients.Dynamic.Resource(rd.gvr).Namespace(rd.namespace)
-		p := kube.Pager(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
-		err := p.EachListItem(gctx, metav1.ListOptions{}, func(item runtime.Object) error {
-			u := item.(*unstructured.Unstructured)
-			uid := string(u.GetUID())
-			if !uids[uid] && !nsSet[u.GetNamespace()] {
-				return nil
-			}
-			mu.Lock()
-			dup := seen[uid]
-			seen[uid] = true
-			mu.Unlock()
-			if dup {
-				return nil
-			}
-			e, err := w.write(u)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			entries = append(entries, e)
-			if patched[uid] {
-				known[uid] = u
-			}
-			mu.Unlock()
-			return nil
-		})
-		if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
-			return nil
-		}
-		if apierrors.IsForbidden(err) && rd.namespace == "" && len(namespacesOf[rd.gvr]) > 0 {
-			// A role of least privilege (rbac.ForStage) grants reads
-			// in the namespaces the plan touches only: read there.
-			for ns := range namespacesOf[rd.gvr] {
-				if err := readOne(read{gvr: rd.gvr, namespace: ns}); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("back up %s: %w", rd.gvr.GroupResource(), err)
-		}
-		return nil
-	}
-	for _, rd := range reads {
-		g.Go(func() error { return readOne(rd) })
+	for _, rd := range sc.reads {
+		g.Go(func() error { return sv.read(gctx, rd) })
 	}
 	if err := g.Wait(); err != nil {
 		return 0, nil, err
 	}
-	// The stage goes with its backup, so that restore knows what apply
-	// was to do without the plan file; the index, written last, seals
-	// both with checksums.
-	sb, err := a.stageJSON()
-	if err != nil {
+	if err := a.sealBackup(root, sv.entries); err != nil {
 		return 0, nil, err
 	}
+	return len(sv.entries), sv.known, nil
+}
+
+// backupRead is one list the backup makes: a type in one namespace, or in
+// all ("").
+type backupRead struct {
+	gvr       schema.GroupVersionResource
+	namespace string
+}
+
+// scope is what the backup saves, and the lists that read it.
+type scope struct {
+	reads []backupRead
+	// want: by type, the UIDs of the steps' targets.
+	want map[schema.GroupVersionResource]map[string]bool
+	// namespacesOf: by namespaced type, the namespaces where it has
+	// something to save (a forbidden cluster-wide list is read there).
+	namespacesOf map[schema.GroupVersionResource]map[string]bool
+	// deletedNS: everything in them is saved; patched: the UIDs of patch
+	// targets, whose content the first patch starts from.
+	deletedNS, patched map[string]bool
+}
+
+func (a *stage) backupScope(ctx context.Context, targets map[string]*resolved) (*scope, error) {
+	sc := &scope{want: map[schema.GroupVersionResource]map[string]bool{}, namespacesOf: map[schema.GroupVersionResource]map[string]bool{}, deletedNS: map[string]bool{}, patched: map[string]bool{}}
+	add := func(m map[schema.GroupVersionResource]map[string]bool, gvr schema.GroupVersionResource, key string) {
+		if m[gvr] == nil {
+			m[gvr] = map[string]bool{}
+		}
+		if key != "" {
+			m[gvr][key] = true
+		}
+	}
+	for _, s := range a.Plan.Steps {
+		if s.Action == api.ActionPatch {
+			sc.patched[s.Target.UID] = true
+		}
+		r := targets[s.ID]
+		if r == nil || r.gvr.Resource == "" || s.Action == api.ActionVerify {
+			continue
+		}
+		add(sc.want, r.gvr, s.Target.UID)
+		if r.namespaced {
+			add(sc.namespacesOf, r.gvr, s.Target.Namespace)
+		}
+		if s.Action == api.ActionDelete && s.Target.Kind == "Namespace" {
+			sc.deletedNS[s.Target.Name] = true
+		}
+	}
+	namespaced, err := a.namespacedResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for gvr := range sc.want {
+		sc.reads = append(sc.reads, backupRead{gvr: gvr})
+	}
+	// What is in the deleted namespaces: a few namespaces are read one by
+	// one (a cluster-wide list of every type would read every user's
+	// objects too: 25,000 of them at 5,000 namespaces); many, cluster-wide.
+	for _, gvr := range namespaced {
+		for ns := range sc.deletedNS {
+			add(sc.namespacesOf, gvr, ns)
+		}
+		if sc.want[gvr] != nil {
+			continue // listed cluster-wide already
+		}
+		add(sc.want, gvr, "")
+		if len(sc.deletedNS) > perNamespaceReads {
+			sc.reads = append(sc.reads, backupRead{gvr: gvr})
+			continue
+		}
+		for ns := range sc.deletedNS {
+			sc.reads = append(sc.reads, backupRead{gvr: gvr, namespace: ns})
+		}
+	}
+	return sc, nil
+}
+
+// saver writes what the backup's lists return, each object once.
+type saver struct {
+	*scope
+	c *kube.Clients
+	w *objectWriter
+
+	mu      sync.Mutex
+	entries []api.BackupEntry
+	seen    map[string]bool
+	known   map[string]*unstructured.Unstructured
+}
+
+func (sv *saver) read(ctx context.Context, rd backupRead) error {
+	uids := sv.want[rd.gvr]
+	ri := sv.c.Dynamic.Resource(rd.gvr).Namespace(rd.namespace)
+	p := kube.Pager(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ri.List(ctx, o) })
+	err := p.EachListItem(ctx, metav1.ListOptions{}, func(item runtime.Object) error {
+		u := item.(*unstructured.Unstructured)
+		if uid := string(u.GetUID()); uids[uid] || sv.deletedNS[u.GetNamespace()] {
+			return sv.save(u)
+		}
+		return nil
+	})
+	switch {
+	case apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err):
+		return nil
+	case apierrors.IsForbidden(err) && rd.namespace == "" && len(sv.namespacesOf[rd.gvr]) > 0:
+		// A role of least privilege (rbac.ForStage) grants reads in the
+		// namespaces the plan touches only: read there.
+		for ns := range sv.namespacesOf[rd.gvr] {
+			if err := sv.read(ctx, backupRead{gvr: rd.gvr, namespace: ns}); err != nil {
+				return err
+			}
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("back up %s: %w", rd.gvr.GroupResource(), err)
+	}
+	return nil
+}
+
+func (sv *saver) save(u *unstructured.Unstructured) error {
+	uid := string(u.GetUID())
+	sv.mu.Lock()
+	dup := sv.seen[uid]
+	sv.seen[uid] = true
+	sv.mu.Unlock()
+	if dup {
+		return nil
+	}
+	e, err := sv.w.write(u)
+	if err != nil {
+		return err
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.entries = append(sv.entries, e)
+	if sv.patched[uid] {
+		sv.known[uid] = u
+	}
+	return nil
+}
+
+// sealBackup writes the stage beside the backup, so that restore knows what
+// apply was to do without the plan file, then the index, last, which seals
+// both with checksums.
+func (a *stage) sealBackup(root string, entries []api.BackupEntry) error {
+	sb, err := a.stageJSON()
+	if err != nil {
+		return err
+	}
 	if err := api.WritePrivateFile(filepath.Join(root, api.BackupStageFile), sb); err != nil {
-		return 0, nil, fmt.Errorf("write backup: %w", err)
+		return fmt.Errorf("write backup: %w", err)
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].File < entries[j].File })
 	x := &api.BackupIndex{Plan: a.journalKey(), Cluster: a.Plan.Cluster.UID, TakenAt: time.Now().UTC(), StageSHA256: api.FileSHA256(sb), Objects: entries}
-	if err := api.WriteBackupIndex(root, x); err != nil {
-		return 0, nil, err
-	}
-	return len(entries), known, nil
+	return api.WriteBackupIndex(root, x)
 }
 
 func (a *stage) stageJSON() ([]byte, error) {
@@ -245,35 +270,6 @@ func (a *stage) reusableBackup(root string) (int, error) {
 		return 0, fmt.Errorf("this stage's journal was started after it was taken, or names another plan")
 	}
 	return len(x.Objects), nil
-}
-
-// StageDirName names the backup directory of stage i (from 0) called name
-// in a plan of several stages, under apply's backup directory: "NN-NAME",
-// the name reduced to [a-z0-9.-] (a context name such as EKS's
-// arn:aws:eks:REGION:ACCOUNT:cluster/NAME holds '/' and ':'; a stage name
-// is never a path). The number keeps names that reduce alike apart.
-func StageDirName(i int, name string) string {
-	var b strings.Builder
-	dash := false
-	for _, r := range strings.ToLower(name) {
-		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-'
-		switch {
-		case ok:
-			b.WriteRune(r)
-			dash = r == '-'
-		case !dash:
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	s := strings.Trim(b.String(), "-.")
-	if len(s) > 63 {
-		s = strings.TrimRight(s[:63], "-.")
-	}
-	if s == "" {
-		s = "stage"
-	}
-	return fmt.Sprintf("%02d-%s", i+1, s)
 }
 
 // perNamespaceReads is the most deleted namespaces whose content the backup

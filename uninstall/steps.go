@@ -20,11 +20,12 @@ import (
 
 	"github.com/go-openapi/jsonpointer"
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
 	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
 // errRecreated marks a target whose UID differs from the plan's.
-var errRecreated = errors.New("re-created since planning (another UID); left alone")
+var errRecreated = journal.ErrRecreated
 
 // errStale marks a patch whose test operations failed: the object changed
 // since it was read. The step is tried again from a fresh read.

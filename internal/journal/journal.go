@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,12 +28,40 @@ const (
 	Failed  = "failed"
 )
 
+// ErrRecreated is why a step was skipped whose target was re-created since
+// planning (another UID): the step is finished, and the new object was left
+// alone, so the planned one is gone but nothing was done to it.
+var ErrRecreated = errors.New("re-created since planning (another UID); left alone")
+
 // Entry is one line.
 type Entry struct {
 	Step   string    `json:"step"`
 	Status string    `json:"status"`
 	Detail string    `json:"detail,omitempty"`
 	At     time.Time `json:"at"`
+}
+
+// Gone says the step's target was gone when the step finished: the run made
+// the change (a delete), or found the object gone already. A step skipped
+// because its target was re-created since planning left that new object
+// alone: it is not gone.
+func (e Entry) Gone() bool {
+	switch e.Status {
+	case Done:
+		return true
+	case Skipped:
+		return !strings.Contains(e.Detail, ErrRecreated.Error())
+	}
+	return false
+}
+
+// Key is the run a journal belongs to: its first line's, "" when it has
+// none.
+func Key(head *Entry) string {
+	if head != nil && head.Step == "plan" {
+		return head.Detail
+	}
+	return ""
 }
 
 // Journal is an open journal.
