@@ -3,7 +3,6 @@ package reinstall_test
 import (
 	"context"
 	"errors"
-	"github.com/ks-clean/ks-clean/scan/footprint"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/reinstall"
 	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 	"github.com/ks-clean/ks-clean/scan/hazard"
 	"github.com/ks-clean/ks-clean/tenancy"
 	"github.com/ks-clean/ks-clean/test/controlplane"

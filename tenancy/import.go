@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ks-clean/ks-clean/scan/footprint"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/ks-clean/ks-clean/internal/kube"
 	"github.com/ks-clean/ks-clean/internal/lease"
 	"github.com/ks-clean/ks-clean/scan"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 	"github.com/ks-clean/ks-clean/scan/hazard"
 )
 

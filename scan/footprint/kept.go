@@ -2,12 +2,12 @@ package footprint
 
 import (
 	"fmt"
-	"github.com/ks-clean/ks-clean/api"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan/inventory"
 )
 

@@ -5,13 +5,12 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ks-clean/ks-clean/api"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/releaseutil"
-
+	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan/inventory"
 )
 

@@ -7,12 +7,12 @@ package hazard
 import (
 	"context"
 	"fmt"
-	"k8s.io/client-go/rest"
 	"sort"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan/footprint"
