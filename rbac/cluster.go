@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/footprint"
 )
@@ -48,7 +49,10 @@ func ApplyName(p *api.Plan) string {
 // ApplyFor is the apply role of the stages of p that run on the cluster
 // res was scanned from (context names it in a plan of several stages):
 // ForStage, with types resolved and release manifests read from the scan.
-func ApplyFor(p *api.Plan, context string, res *scan.Result, subject Subject) *Roles {
+// A plan file is a claim: each stage is first derived again from the scan
+// (plan.Rederive), so a plan edited and sealed again cannot have a role
+// grant what apply would refuse to do.
+func ApplyFor(p *api.Plan, context string, res *scan.Result, subject Subject) (*Roles, error) {
 	inv := res.Footprint.Inv
 	kinds := map[schema.GroupKind]schema.GroupVersionResource{}
 	namespaced := map[schema.GroupKind]bool{}
@@ -75,7 +79,10 @@ func ApplyFor(p *api.Plan, context string, res *scan.Result, subject Subject) *R
 		if len(p.Stages) > 1 && st.Cluster.Context != context {
 			continue
 		}
+		if _, err := plan.Rederive(res.Footprint, st); err != nil {
+			return nil, err
+		}
 		perms = append(perms, ForStage(st, resolve, manifests)...)
 	}
-	return Build(ApplyName(p), perms, subject)
+	return Build(ApplyName(p), perms, subject), nil
 }

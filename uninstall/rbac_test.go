@@ -105,7 +105,10 @@ func leastPrivilege(t *testing.T, scenario string) {
 	}
 	e.cp.NoWritesSince(t, mark, name, "apply refused for want of permissions")
 
-	applyRoles := rbac.ApplyFor(p, "", admin.Host(), subject)
+	applyRoles, err := rbac.ApplyFor(p, "", admin.Host(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
 	checkLeast(t, applyRoles, "apply")
 	for _, r := range p.Stages[0].Protected {
 		if r.Kind == "Namespace" && applyRoles.Grants(rbac.Permission{Verb: "delete", Resource: "namespaces", Name: r.Name}) {

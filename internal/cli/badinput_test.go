@@ -206,6 +206,7 @@ func TestBadInputTable(t *testing.T) {
 		{"request timeout not a duration", []string{"--kubeconfig", kc, "--request-timeout", "soon", "scan"}, nil, "--request-timeout"},
 		{"rbac apply: a plan for another cluster", []string{"--kubeconfig", kc, "rbac", "apply", otherPlan}, nil, "use the context the plan was made with"},
 		{"rbac apply: an edited plan", []string{"--kubeconfig", kc, "rbac", "apply", filepath.Join(dir, "edited.json")}, nil, "edited after planning"},
+		{"rbac apply: a resealed plan would grant deleting a user's namespace", []string{"--kubeconfig", kc, "rbac", "apply", deleteProtected}, nil, "prod-ws1-1 is protected"},
 		{"rbac scan: a service account without its namespace", []string{"--kubeconfig", kc, "rbac", "scan", "--serviceaccount", "ks-clean"}, nil, "NAMESPACE:NAME"},
 	}
 	for _, c := range cases {

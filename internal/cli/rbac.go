@@ -165,13 +165,7 @@ Examples:
 				return err
 			}
 			context := readGlobals(c).context
-			var st *api.Stage
-			for i := range p.Stages {
-				if p.Single() != nil || p.Stages[i].Cluster.Context == context || (context == "" && i == 0) {
-					st = &p.Stages[i]
-					break
-				}
-			}
+			st := stageOn(p, context)
 			if st == nil {
 				return exitcode.New(exitcode.Usage, fmt.Errorf("plan %s has no stage on context %q: use one of %v", path, context, p.Contexts()))
 			}
@@ -187,7 +181,29 @@ Examples:
 			if res.Cluster.UID != st.Cluster.UID {
 				return api.Refuse(api.FixNone, "plan %s is for the cluster whose kube-system UID is %s, but this context reaches %s (UID %s): use the context the plan was made with", path, st.Cluster.UID, res.Cluster.Server, res.Cluster.UID)
 			}
-			return f.emit(c, rbac.ApplyFor(p, st.Cluster.Context, res, subject))
+			roles, err := rbac.ApplyFor(p, st.Cluster.Context, res, subject)
+			if err != nil {
+				return err
+			}
+			return f.emit(c, roles)
 		},
 	}
+}
+
+// stageOn is the stage rbac apply prints roles for: a single-cluster plan's
+// one stage, else the first stage on context (the host's when none is
+// given); nil when no stage runs there.
+func stageOn(p *api.Plan, context string) *api.Stage {
+	if st := p.Single(); st != nil {
+		return st
+	}
+	if context == "" {
+		return &p.Stages[0]
+	}
+	for i := range p.Stages {
+		if p.Stages[i].Cluster.Context == context {
+			return &p.Stages[i]
+		}
+	}
+	return nil
 }
