@@ -24,9 +24,6 @@ import (
 	"github.com/ks-clean/ks-clean/internal/kube"
 )
 
-// errRecreated marks a target whose UID differs from the plan's.
-var errRecreated = journal.ErrRecreated
-
 // errStale marks a patch whose test operations failed: the object changed
 // since it was read. The step is tried again from a fresh read.
 var errStale = errors.New("changed since it was read")
@@ -87,7 +84,7 @@ func (x *executor) exec(s *api.Step) (string, string) {
 	switch {
 	case err == nil:
 		return o.status, o.detail
-	case errors.Is(err, errRecreated):
+	case errors.Is(err, journal.ErrRecreated):
 		return StatusSkipped, err.Error()
 	case apierrors.IsNotFound(err):
 		return StatusSkipped, "already gone"
@@ -148,7 +145,7 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 		}
 	}
 	if string(cur.GetUID()) != s.Target.UID {
-		return outcome{}, errRecreated
+		return outcome{}, journal.ErrRecreated
 	}
 	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
 	var did, added []string
@@ -243,7 +240,7 @@ func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
 			return gerr
 		}
 		if string(cur.GetUID()) != s.Target.UID {
-			return errRecreated
+			return journal.ErrRecreated
 		}
 		return fmt.Errorf("%w: %v", errStale, err) // exec tries again from a fresh read
 	}
@@ -269,7 +266,7 @@ func (x *executor) delete(s *api.Step) (outcome, error) {
 		case gerr != nil:
 			return outcome{}, gerr
 		case string(cur.GetUID()) != s.Target.UID:
-			return outcome{}, errRecreated
+			return outcome{}, journal.ErrRecreated
 		case cur.GetDeletionTimestamp() != nil:
 			return done("already being deleted"), nil
 		}

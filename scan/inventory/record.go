@@ -148,7 +148,3 @@ func (inv *Inventory) index() {
 		inv.byKind[k] = append(inv.byKind[k], obj)
 	}
 }
-
-// MarshalRecorded is the file form of a recorded inventory (indented JSON,
-// stable order).
-func MarshalRecorded(r *Recorded) ([]byte, error) { return json.MarshalIndent(r, "", " ") }
