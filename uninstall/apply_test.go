@@ -116,8 +116,10 @@ func (e *env) assertNothingLost(t *testing.T) {
 }
 
 func TestApplyScenarios(t *testing.T) {
+	t.Parallel()
 	for _, sc := range fixture.Scenarios {
 		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
 			e := setup(t, sc.Name)
 			mark := e.cp.AuditMark()
 			start := time.Now()
@@ -155,6 +157,7 @@ func TestApplyScenarios(t *testing.T) {
 // the garbage collector. It proves that the test above would catch a
 // teardown that forgot to detach.
 func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	p := clone(e.plan)
 	st := &p.Stages[0]
@@ -186,6 +189,7 @@ func TestApplyWithoutDetachLosesNamespaces(t *testing.T) {
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "incident")
 	mark := e.cp.AuditMark()
 	res, err := e.apply(t, e.plan, uninstall.Options{DryRun: true})
@@ -203,6 +207,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "incident")
 	// Another cluster's plan: the recorded clean scenario's (no second
 	// control plane needed to make one).
@@ -275,6 +280,7 @@ func TestRefusals(t *testing.T) {
 // An object deleted and re-created after planning is another object: the
 // UID precondition leaves it alone.
 func TestRecreatedObjectIsLeftAlone(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	ctx := context.Background()
 	crs := e.s.Kube.RbacV1().ClusterRoles()
@@ -311,6 +317,7 @@ func TestRecreatedObjectIsLeftAlone(t *testing.T) {
 // Interrupted after k writes, a rerun of the same plan converges and loses
 // nothing.
 func TestResumeAfterInterruption(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "incident")
 	for _, k := range []int{3, 25} {
 		_, err := e.apply(t, e.plan, uninstall.Options{StopAfter: k})
@@ -345,6 +352,7 @@ func failed(r *uninstall.Result) []uninstall.StepResult {
 // A namespace added to a workspace after planning is owned by a Workspace
 // the plan deletes but is not detached by it: apply refuses before any write.
 func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	ctx := context.Background()
 	ws, err := e.s.Dyn.Resource(fixture.WorkspaceV1alpha1).Get(ctx, "ws1", metav1.GetOptions{})
@@ -374,6 +382,7 @@ func TestNamespaceAddedAfterPlanningRefuses(t *testing.T) {
 // Workspace after planning would go with it without the plan showing it:
 // apply refuses, writes nothing, and names it.
 func TestCascadeGrownAfterPlanningRefuses(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	ctx := context.Background()
 	shown := 0
@@ -412,6 +421,7 @@ func TestCascadeGrownAfterPlanningRefuses(t *testing.T) {
 // not go away, apply stops in quiesce and detaches nothing; once it is gone,
 // the rerun converges.
 func TestQuiesceWaitsForPods(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "incident")
 	ctx := context.Background()
 	pod := &corev1.Pod{
@@ -444,6 +454,7 @@ func TestQuiesceWaitsForPods(t *testing.T) {
 // fail-closed webhook added after planning refuses the finalizer patch of
 // KubeSphere Users, so their CRD and the system namespaces must stay.
 func TestFailedStepStopsLaterPhases(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	ctx := context.Background()
 	fail := admissionregistrationv1.Fail
@@ -480,6 +491,7 @@ func TestFailedStepStopsLaterPhases(t *testing.T) {
 // starts) fails the patch's test operations; the step is redone from a fresh
 // read, removes only what the plan lists, and keeps the change.
 func TestPatchRedoneAfterConcurrentChange(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := setup(t, "ks33-host")
 	ns := fixture.UserNamespace("ws1", 0)

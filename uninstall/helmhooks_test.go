@@ -29,6 +29,7 @@ import (
 // post-delete hooks (as KubeSphere 4's does): apply uninstalls it either way,
 // runs the hooks only with HelmHooks, and never without.
 func TestHelmUninstallHooksAndPendingInstall(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st := fixture.Start(t, "clean", controlplane.Options{}, true)
 	k := st.Kube

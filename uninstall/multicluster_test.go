@@ -48,6 +48,7 @@ func findingIDs(fs []api.Finding) []string {
 // records), tears the member down, then the host, with the garbage
 // collector on in both clusters; nothing of the users' is lost on either.
 func TestHostAndMemberInOnePlan(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h, m := fixture.StartHostMember(t)
 	if err := fixture.StaleMemberRecord(ctx, h.Seeder, m.Seeder, "member1-old"); err != nil {
@@ -222,6 +223,7 @@ func TestHostAndMemberInOnePlan(t *testing.T) {
 // A member that the given host has no record of is registered elsewhere:
 // the scan says so (critical, naming the join it shows) and no plan is made.
 func TestMemberRegisteredElsewhereIsRefused(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h := fixture.Start(t, "ks33-host", controlplane.Options{}, false)
 	mcp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})

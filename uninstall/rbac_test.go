@@ -27,12 +27,14 @@ import (
 // plan with both: cleaned, nothing lost, the deletion guard checked through
 // the run's Lease.
 func TestLeastPrivilege(t *testing.T) {
+	t.Parallel()
 	for _, scenario := range []string{"ks41", "incident"} {
 		t.Run(scenario, func(t *testing.T) { leastPrivilege(t, scenario) })
 	}
 }
 
 func leastPrivilege(t *testing.T, scenario string) {
+	t.Parallel()
 	e := setup(t, scenario)
 	ctx := context.Background()
 	const name = "ks-clean-job"

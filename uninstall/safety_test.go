@@ -96,6 +96,7 @@ func TestLostLeaseStopsWrites(t *testing.T) {
 // the dry run, inside a namespace the plan deletes, is in the real apply's
 // backup.
 func TestRealApplyBacksUpWhatChangedAfterDryRun(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "incident")
 	ctx := context.Background()
 	if res, err := e.apply(t, e.plan, uninstall.Options{DryRun: true}); err != nil {
@@ -127,6 +128,7 @@ func TestRealApplyBacksUpWhatChangedAfterDryRun(t *testing.T) {
 // instead of a silent wait until the phase timeout; once the cause is gone,
 // the same apply resumes to the end and loses nothing.
 func TestStuckNamespaceReportedWithCause(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	ctx := context.Background()
 	apiSvc := &unstructured.Unstructured{Object: map[string]any{
@@ -164,6 +166,7 @@ func TestStuckNamespaceReportedWithCause(t *testing.T) {
 // apply leaves the claims with their UIDs, and its final check does not
 // count a namespace being deleted as present.
 func TestDamageInProgressIsNotFinished(t *testing.T) {
+	t.Parallel()
 	e := setup(t, "ks33-host")
 	ctx := context.Background()
 	nss := []string{fixture.UserNamespace("ws1", 0), fixture.UserNamespace("ws1", 1)}
@@ -246,6 +249,7 @@ func TestDamageInProgressIsNotFinished(t *testing.T) {
 // keeps its UID, and the guard is gone afterwards. The negative control,
 // without the guard, loses the namespace.
 func TestDeletionGuard(t *testing.T) {
+	t.Parallel()
 	for _, guarded := range []bool{true, false} {
 		name := "guarded"
 		if !guarded {

@@ -24,11 +24,13 @@ import (
 // its data. Without that step (--delete-volumes, the negative control) the
 // volume binder deletes the volume and its directory: the model can fail.
 func TestVolumesRetained(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name          string
 		deleteVolumes bool
 	}{{"retained", false}, {"negative control: --delete-volumes", true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := setup(t, "ks33-host")
 			ctx := context.Background()
 			dir := fixture.StaticVolume(t, e.s.Kube, fixture.KubeSphereNamespace, "redis-pvc", "pv-ks-redis")
