@@ -127,7 +127,13 @@ const (
 	ActionPatch Action = "patch"
 	// ActionRetain sets a PersistentVolume's reclaim policy to Retain, so
 	// its data outlives the claim the teardown deletes.
-	ActionRetain        Action = "retain"
+	ActionRetain Action = "retain"
+	// ActionFinalize puts the `kubernetes` finalizer back into a
+	// namespace's spec.finalizers (through /finalize). Without it a delete
+	// removes the namespace at once and leaves its content in etcd, to
+	// come back with the next namespace of that name (KubeSphere 4.1's
+	// post-delete hook wipes it). It touches no data.
+	ActionFinalize      Action = "finalize"
 	ActionDelete        Action = "delete"
 	ActionHelmUninstall Action = "helm-uninstall"
 	ActionWait          Action = "wait"
@@ -141,6 +147,11 @@ type Step struct {
 	Action Action    `json:"action"`
 	Target ObjectRef `json:"target"`
 	Reason string    `json:"reason"`
+	// Wave orders the steps of one phase: a wave starts once every step
+	// of the lower ones is finished; the steps of a wave run concurrently.
+	// The waves keep the evidence a resumed apply rescans: a role goes
+	// before the bindings that made it KubeSphere's.
+	Wave int `json:"wave,omitempty"`
 	// Cluster, in a multi-cluster plan, is the kubeconfig context of the
 	// cluster the step acts on.
 	Cluster string `json:"cluster,omitempty"`

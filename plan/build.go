@@ -13,6 +13,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/release"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/scan"
@@ -207,6 +208,7 @@ func teardown(r *scan.Result, kind api.StageKind, name string, o Options) api.St
 	b.wait(api.PhaseCRDs)
 	b.removeAll(api.PhaseRBAC, b.members[api.PhaseRBAC])
 	b.add(api.PhaseVerify, api.ActionVerify, b.kubeSystem, "nothing of KubeSphere/KubeFed remains and every protected object is present with its UID", nil)
+	b.waves(fp)
 	return b.stage(r, kind, name, r.Findings, sortedRefs(protected))
 }
 
@@ -297,6 +299,21 @@ func (b *builder) removeAll(ph api.Phase, ms []*footprint.Member) {
 			})
 		}
 		b.add(ph, api.ActionDelete, m.Obj.Ref(), m.Reason, nil)
+	}
+}
+
+// waves gives each step on a footprint member its wave in the phase that
+// removes the member (the order of the phase's table row).
+func (b *builder) waves(fp *footprint.Footprint) {
+	for i := range b.steps {
+		s := &b.steps[i]
+		m := fp.Member(types.UID(s.Target.UID))
+		if m == nil || s.Action == api.ActionWait {
+			continue
+		}
+		if ph, ok := phaseOf(m); ok && ph == s.Phase {
+			s.Wave = rule(ph).wave(m)
+		}
 	}
 }
 

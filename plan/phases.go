@@ -90,6 +90,14 @@ type Placement struct {
 
 var yes = true
 
+// bindingsLast puts RBAC bindings in a wave after the roles: a role used
+// only by KubeSphere's bindings is KubeSphere's by that evidence, which
+// must outlive it for a rescan (a resumed apply's) to find it again.
+var bindingsLast = []RankRule{
+	{Match: Match{Kind: "ClusterRoleBinding"}, Rank: 9},
+	{Match: Match{Kind: "RoleBinding"}, Rank: 9},
+}
+
 // Placements: the first that matches a member decides its phase.
 var Placements = []Placement{
 	// KubeFed's join RBAC goes with KubeFed.
@@ -128,9 +136,11 @@ var Table = []PhaseRule{
 			{Match: Match{Kind: "KubeFedCluster"}, Rank: 1},
 			{Match: Match{Kind: "FederatedTypeConfig"}, Rank: 2},
 			{Match: Match{Kind: "KubeFedConfig"}, Rank: 4},
+			bindingsLast[0], bindingsLast[1],
 		}},
 		What: "mark federated objects `kubefed.io/orphan` and strip finalizers (one write each), delete them, KubeFedClusters, type configs, KubeFedConfig, join RBAC", Why: "a KubeFed that comes back cannot propagate the deletions"},
 	{Phase: api.PhaseKubeSphere, Categories: []footprint.Category{footprint.CatKubeSphere}, Wait: WaitDeleted,
+		Order: Rank{Rules: bindingsLast},
 		What: "strip finalizers, delete KubeSphere custom resources and KubeSphere's per-namespace RBAC",
 		Why:  "Workspaces go only now, owning nothing"},
 	{Phase: api.PhaseHelm,
@@ -141,6 +151,7 @@ var Table = []PhaseRule{
 	{Phase: api.PhaseCRDs, Categories: []footprint.Category{footprint.CatCRD}, Wait: WaitDeleted,
 		What: "delete the CRDs of KubeSphere/KubeFed groups, and those a KubeSphere release installed whose every instance went", Why: "their instances are gone (4); a type with one instance of someone else's stays"},
 	{Phase: api.PhaseRBAC, Categories: []footprint.Category{footprint.CatRBAC, footprint.CatHelm},
+		Order: Rank{Rules: bindingsLast},
 		What: "delete cluster RBAC made by or for KubeSphere/KubeFed", Why: "last, so a half-done run keeps its permissions"},
 	{Phase: api.PhaseVerify,
 		What: "rescan: nothing left, every protected object present with its UID"},
@@ -155,6 +166,12 @@ func (r PhaseRule) categoryRank(c footprint.Category) int {
 		}
 	}
 	return len(r.Categories)
+}
+
+// wave is a member's Step.Wave: its category's place in the phase, then
+// its rank (ranks stay below 10).
+func (r PhaseRule) wave(m *footprint.Member) int {
+	return 10*r.categoryRank(m.Category) + r.Order.of(m.Obj)
 }
 
 // rule returns the table's row for a phase.

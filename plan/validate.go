@@ -86,6 +86,11 @@ var Rules = []Rule{
 		check: crdAfterObjects,
 	},
 	{
+		Name: "roles-before-bindings", What: "in each phase, every role delete comes in an earlier wave than every binding delete",
+		Why:   "a role is KubeSphere's because KubeSphere's bindings use it: an apply killed between the two must find that evidence again when it resumes",
+		check: rolesBeforeBindings,
+	},
+	{
 		Name: "cascade-within-plan", What: "a delete's cascade reaches no protected object and no namespace the plan does not delete itself",
 		Why:   "what Kubernetes deletes with a target is deleted as surely as the target: the plan must show it, and it must be the footprint's",
 		check: cascadeWithinPlan,
@@ -243,6 +248,27 @@ func namespacesAfterDetaches(v *view) []string {
 	for i, s := range v.st.Steps {
 		if deletes(s) && s.Target.Kind == "Namespace" && v.lastDetach > i {
 			out = append(out, v.problem(i, "deletes namespace %s before every detach is done", s.Target.Name))
+		}
+	}
+	return out
+}
+
+func rolesBeforeBindings(v *view) []string {
+	var out []string
+	lastRole := map[api.Phase]int{} // the highest wave of a role delete
+	for _, s := range v.st.Steps {
+		if deletes(s) && (s.Target.Kind == "Role" || s.Target.Kind == "ClusterRole") {
+			if w, ok := lastRole[s.Phase]; !ok || s.Wave > w {
+				lastRole[s.Phase] = s.Wave
+			}
+		}
+	}
+	for i, s := range v.st.Steps {
+		if !deletes(s) || (s.Target.Kind != "RoleBinding" && s.Target.Kind != "ClusterRoleBinding") {
+			continue
+		}
+		if w, ok := lastRole[s.Phase]; ok && s.Wave <= w {
+			out = append(out, v.problem(i, "deletes %s in wave %d, not after the roles of phase %s (wave %d)", s.Target, s.Wave, s.Phase, w))
 		}
 	}
 	return out

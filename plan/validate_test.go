@@ -104,6 +104,12 @@ func TestValidateRejects(t *testing.T) {
 		{"delete cascades to a namespace it does not delete", func(p *api.Plan) {
 			p.Stages[0].Steps[3].Cascade = &api.Cascade{Objects: 1, To: []api.ObjectRef{ref("Namespace", "", "team-b", "other-uid")}}
 		}, "which the plan does not delete", "cascade-within-plan"},
+		{"binding in the wave of its role", func(p *api.Plan) {
+			st := p.Stages[0].Steps
+			role := step("6a", api.PhaseRBAC, api.ActionDelete, ref("ClusterRole", "", "ks-admin", "cr-uid"), nil)
+			binding := step("6b", api.PhaseRBAC, api.ActionDelete, ref("ClusterRoleBinding", "", "ks-admin", "crb-uid"), nil)
+			p.Stages[0].Steps = append(st[:6:6], role, binding, st[6])
+		}, "not after the roles", "roles-before-bindings"},
 		{"unknown action", func(p *api.Plan) { p.Stages[0].Steps[2].Action = "shred" }, "unknown action", "known-steps"},
 		{"retained volume not protected", func(p *api.Plan) {
 			retain := step("3r", api.PhaseDetach, api.ActionRetain, ref("PersistentVolume", "", "pv-data", "pv-uid"), nil)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -459,9 +460,10 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 	if len(steps) == 0 {
 		return nil
 	}
-	// One object's steps (strip finalizers, then delete) run in order;
-	// different objects run concurrently.
-	var groups [][]*api.Step
+	// Wave by wave (Step.Wave); within a wave, one object's steps (strip
+	// finalizers, then delete) run in order, different objects
+	// concurrently.
+	var waves [][][]*api.Step
 	byKey := map[string]int{}
 	var waits []*api.Step
 	for _, s := range steps {
@@ -469,13 +471,18 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 			waits = append(waits, s)
 			continue
 		}
+		if len(waves) == 0 || s.Wave != waves[len(waves)-1][0][0].Wave {
+			waves = append(waves, nil)
+			byKey = map[string]int{}
+		}
+		groups := &waves[len(waves)-1]
 		key := s.Target.String() + "/" + s.Target.UID
 		if i, ok := byKey[key]; ok {
-			groups[i] = append(groups[i], s)
+			(*groups)[i] = append((*groups)[i], s)
 			continue
 		}
-		byKey[key] = len(groups)
-		groups = append(groups, []*api.Step{s})
+		byKey[key] = len(*groups)
+		*groups = append(*groups, []*api.Step{s})
 	}
 	total, done := len(steps), 0
 	if x.Progress != nil {
@@ -492,39 +499,43 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 		}
 	}
 
-	g := errgroup.Group{}
-	g.SetLimit(x.Concurrency)
-	var interrupted bool
-	var imu sync.Mutex
-	for _, grp := range groups {
+	var interrupted atomic.Bool
+	stopped := func() bool {
 		if ctx.Err() != nil || x.stopReached() || x.lease.Stopped() != nil {
-			imu.Lock()
-			interrupted = true
-			imu.Unlock()
-			break
+			interrupted.Store(true)
 		}
-		g.Go(func() error {
-			for _, s := range grp {
-				if ctx.Err() != nil || x.stopReached() || x.lease.Stopped() != nil {
-					imu.Lock()
-					interrupted = true
-					imu.Unlock()
-					return nil
-				}
-				status, detail := x.runStep(s)
-				progress(s, status, detail)
-				if status == StatusFailed {
-					return nil // the object's next steps depend on this one
-				}
-			}
-			return nil
-		})
+		return interrupted.Load()
 	}
-	g.Wait()
+	for _, groups := range waves {
+		g := errgroup.Group{}
+		g.SetLimit(x.Concurrency)
+		for _, grp := range groups {
+			if stopped() {
+				break
+			}
+			g.Go(func() error {
+				for _, s := range grp {
+					if stopped() {
+						return nil
+					}
+					status, detail := x.runStep(s)
+					progress(s, status, detail)
+					if status == StatusFailed {
+						return nil // the object's next steps depend on this one
+					}
+				}
+				return nil
+			})
+		}
+		g.Wait()
+		if interrupted.Load() || x.failedIn(ph) {
+			break // a later wave may depend on this one
+		}
+	}
 	if err := x.lease.Stopped(); err != nil {
 		return err
 	}
-	if interrupted {
+	if interrupted.Load() {
 		return api.ErrInterrupted
 	}
 	if x.failedIn(ph) {
