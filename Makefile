@@ -5,6 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/ks-clean/ks-clean/internal/cli.version=$(VERSION) -X github.com/ks-clean/ks-clean/internal/cli.commit=$(COMMIT)
 TEST_TIMEOUT ?= 60m
+# Control-plane tests that only wait on Kubernetes' controllers run side by
+# side (t.Parallel), this many per package; two packages run at once.
+TEST_PARALLEL ?= 4
 # The conformance tests load ../shared/footprints; missing, they fail (set
 # KS_REQUIRE_FOOTPRINTS=0 to skip them instead).
 export KS_REQUIRE_FOOTPRINTS ?= 1
@@ -42,7 +45,7 @@ testbin:
 # detector, no control plane (-short skips every test that starts one).
 # The first thing make test runs.
 test-short: vet
-	$(GO) test -short -race -count=1 ./...
+	$(GO) test -vet=off -short -race -count=1 ./...
 
 # ./uninstall/ first: it is the longest package (about 10 minutes); started
 # first, the other packages share the second core beside it instead of
@@ -50,7 +53,7 @@ test-short: vet
 # Then the incident again on the oldest Kubernetes of the matrix (its control
 # plane built once, about 6 minutes cold; make test-compat runs them all).
 test: test-short testbin cross
-	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./uninstall/ ./...
+	KUBEBUILDER_ASSETS="$$(bash scripts/testbin.sh | tail -n 1)" $(GO) test -vet=off -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) ./uninstall/ ./...
 	$(GO) run ./test/cmd/ks-compat -versions $(COMPAT_OLDEST) -scenarios incident -out bin/compat-oldest.md
 
 # The core scenarios on every Kubernetes version of the matrix

@@ -34,6 +34,7 @@ func incident(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder, *kube.
 // chart is installed and deployed, every user object keeps its UID, and the
 // scan after is free of critical findings.
 func TestReinstallOverIncident(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	_, s, c := incident(t)
 	start := time.Now()
@@ -70,6 +71,7 @@ func TestReinstallOverIncident(t *testing.T) {
 // precondition leaves it alone), so the cluster cannot be proven clean and
 // nothing is installed.
 func TestReinstallRefusesUncleanCluster(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	_, s, c := incident(t)
 	crs := s.Kube.RbacV1().ClusterRoles()
@@ -108,6 +110,7 @@ func TestReinstallRefusesUncleanCluster(t *testing.T) {
 }
 
 func TestReinstallBadChartChangesNothing(t *testing.T) {
+	t.Parallel()
 	_, s, c := incident(t)
 	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{Chart: "./no-such-chart", WorkDir: t.TempDir()}}
 	if _, err := r.Run(context.Background()); err == nil {
@@ -123,6 +126,7 @@ func TestReinstallBadChartChangesNothing(t *testing.T) {
 // proves both clean and installs on the host only; nothing of the users' is
 // lost on either.
 func TestReinstallHostWithMember(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h, m := fixture.StartHostMember(t)
 	clients := map[string]*kube.Clients{}

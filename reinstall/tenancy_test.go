@@ -31,6 +31,7 @@ import (
 // no alias. The chart installs the tenancy CRDs, so what comes back can only
 // be the import's doing: without it the new install has none of them.
 func TestReinstallKeepsTenancy(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ scenario, appVersion string }{{"incident", "v3.3.1"}, {"ks41", "v4.1.3"}} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			ctx := context.Background()

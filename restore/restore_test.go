@@ -114,6 +114,7 @@ func restorePlan(t *testing.T, c *kube.Clients, dir string, o restore.Options) *
 // again. A backup that was edited, or that is another cluster's, is refused
 // with no write at all.
 func TestApplyThenRestore(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st := fixture.Start(t, "incident", controlplane.Options{Audit: true}, true)
 	cfg, _, err := st.CP.AddUser(user, "system:masters")
@@ -375,6 +376,7 @@ func TestApplyThenRestore(t *testing.T) {
 // cluster's footprint is back as it was, and the users' objects kept their
 // UIDs on both clusters, with both garbage collectors on.
 func TestRestoreHostAndMember(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h, m := fixture.StartHostMember(t)
 	clients := map[string]*kube.Clients{}

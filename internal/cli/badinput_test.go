@@ -28,6 +28,7 @@ import (
 // Every bad input gets a non-zero exit, a message naming the problem and the
 // way out, and changes nothing (audit log: zero persisted writes).
 func TestBadInputTable(t *testing.T) {
+	t.Parallel()
 	st := fixture.Start(t, "incident", controlplane.Options{Audit: true}, true)
 	kc := st.CP.AdminKubeconfig
 	dir := t.TempDir()

@@ -27,6 +27,7 @@ import (
 // documents and finds something (a doc example that silently prints
 // nothing, or null, is wrong).
 func TestJSONContract(t *testing.T) {
+	t.Parallel()
 	st := fixture.Start(t, "incident", controlplane.Options{}, true)
 	kc := st.CP.AdminKubeconfig
 	// A volume for the retain examples: its claim goes with kubesphere-system.

@@ -254,6 +254,7 @@ func TestBadFlags(t *testing.T) {
 // incident, exit 0 on a clean cluster, and a plan file with mode 0600 that
 // reads back with a valid digest.
 func TestScanAndPlanContract(t *testing.T) {
+	t.Parallel()
 	seeded := func(name string) string {
 		cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
 		s, err := fixture.NewSeeder(cp.Config)
@@ -363,6 +364,7 @@ func TestScanAndPlanContract(t *testing.T) {
 // apply refuses without --confirm when not on a terminal, then applies with
 // it; JSON output carries the verification.
 func TestApplyCLI(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cp, s := incidentCluster(t)
 	kc := cp.AdminKubeconfig

@@ -16,6 +16,7 @@ import (
 // control planes with the garbage collector on), from one kubeconfig with a
 // context for each: scan, plan, refusals, apply, rescan.
 func TestMultiClusterCLI(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	h, m := fixture.StartHostMember(t)
 	for _, st := range []fixture.Started{h, m} {

@@ -73,6 +73,7 @@ func killAfter(t *testing.T, journal string, k int, args ...string) bool {
 // every user object kept. Then restore is killed the same way, and resumes
 // to every footprint object back, the users' objects still with their UIDs.
 func TestSIGKILLAndResume(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cp, s := incidentCluster(t)
 	dir := t.TempDir()

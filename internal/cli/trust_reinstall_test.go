@@ -19,6 +19,7 @@ import (
 // attacker may have replaced. Each is refused with exit 2, a message naming
 // the problem and the way out, nothing on stdout, and no persisted write.
 func TestTrustReinstall(t *testing.T) {
+	t.Parallel()
 	st := fixture.Start(t, "ks41", controlplane.Options{Audit: true}, false)
 	kc := st.CP.AdminKubeconfig
 	dir := t.TempDir()

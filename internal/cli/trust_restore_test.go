@@ -96,6 +96,7 @@ func object(apiVersion, kind, ns, name string, rest map[string]any) map[string]a
 // with exit 2, a message naming the problem and the way out, nothing on
 // stdout, and no persisted write (audit log).
 func TestTrustRestore(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st := fixture.Start(t, "incident", controlplane.Options{Audit: true}, true)
 	kc := st.CP.AdminKubeconfig

@@ -23,6 +23,7 @@ import (
 // a healthy KubeSphere 4.1 cluster, where the import would otherwise have
 // gone through (exit 0).
 func TestTrustTenancyImport(t *testing.T) {
+	t.Parallel()
 	st := fixture.Start(t, "ks41", controlplane.Options{Audit: true}, true)
 	healthy(t, st.Seeder)
 	kc := st.CP.AdminKubeconfig

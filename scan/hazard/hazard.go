@@ -32,6 +32,9 @@ const (
 	UserDataDeleting     = "user-data-being-deleted"
 	GuardLeftOver        = "deletion-guard-left"
 	UntestedKubernetes   = "kubernetes-version-untested"
+	// NamespaceUnfinalized: a namespace lacks the `kubernetes` finalizer,
+	// so a delete would leave its content in etcd.
+	NamespaceUnfinalized = "namespace-finalizer-missing"
 )
 
 // TestedKubernetes is the range of Kubernetes minor versions (1.x) that
@@ -69,6 +72,7 @@ func Find(ctx context.Context, f *footprint.Footprint, o Options) ([]api.Finding
 	out = append(out, webhookBackends(f)...)
 	out = append(out, apiServices(f)...)
 	out = append(out, stuckNamespaces(f)...)
+	out = append(out, unfinalizedNamespaces(f)...)
 	out = append(out, userDataDeleting(f)...)
 	out = append(out, leftoverGuard(f)...)
 	out = append(out, kubeFedLeftovers(f)...)
@@ -388,6 +392,45 @@ func stuckNamespaces(f *footprint.Footprint) []api.Finding {
 			Message: fmt.Sprintf("namespace %s has been Terminating for %s: %s", ns.GetName(), age, strings.Join(why, "; ")),
 			Objects: refs(ns),
 		})
+	}
+	return out
+}
+
+// unfinalizedNamespaces: namespaces without the `kubernetes` finalizer
+// (KubeSphere 4.1's post-delete hook PUTs /finalize with a bare object: it
+// wipes the finalizer with the labels and annotations). Deleted, such a
+// namespace goes at once and its objects stay in etcd, to come back with
+// the next namespace of that name; already deleted, the next update or
+// delete of it does that.
+func unfinalizedNamespaces(f *footprint.Footprint) []api.Finding {
+	holds := f.Inv.Holds()
+	var out []api.Finding
+	for _, ns := range f.Inv.OfKind("", "Namespace") {
+		if !inventory.Unfinalized(ns) {
+			continue
+		}
+		name, n := ns.GetName(), holds[ns.GetName()].Count()
+		ours := f.SystemNamespaces[name]
+		sev := api.Warning
+		if !ours && n > 0 {
+			sev = api.Critical
+		}
+		var msg string
+		switch {
+		case ns.GetDeletionTimestamp() != nil && !ours:
+			msg = fmt.Sprintf("namespace %s is Terminating without its %q finalizer (spec.finalizers): the next update or delete of it removes it and leaves its %d objects in etcd, and putting the finalizer back would delete them. The plan never writes to it; copy out what you need first", name, inventory.FinalizerKubernetes, n)
+		case ours:
+			msg = fmt.Sprintf("namespace %s lacks its %q finalizer (spec.finalizers): a delete would leave its %d objects in etcd, to come back with the next namespace of that name. The plan puts the finalizer back before deleting it", name, inventory.FinalizerKubernetes, n)
+		default:
+			msg = fmt.Sprintf("namespace %s lacks its %q finalizer (spec.finalizers): a delete would leave its %d objects in etcd, to come back with the next namespace of that name. The plan puts the finalizer back (it touches no data)", name, inventory.FinalizerKubernetes, n)
+		}
+		if len(ns.GetLabels()) <= 1 && !ours {
+			// The hook's bare object wipes labels too, the workspace
+			// label with them (the apiserver puts back only its own
+			// kubernetes.io/metadata.name).
+			msg += "; its labels were wiped with it, workspace membership included: only a tenancy export taken before (ks-clean tenancy export) can bring that back"
+		}
+		out = append(out, api.Finding{ID: NamespaceUnfinalized, Severity: sev, Message: msg, Objects: refs(ns)})
 	}
 	return out
 }

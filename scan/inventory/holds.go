@@ -1,6 +1,11 @@
 package inventory
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
 
 // Tally counts what a namespace holds, by the kinds users care about.
 type Tally struct{ PVCs, Secrets, ConfigMaps, Workloads, Other int }
@@ -34,3 +39,24 @@ func (inv *Inventory) Holds() map[string]Tally {
 	}
 	return out
 }
+
+// FinalizerKubernetes is the namespace finalizer (spec.finalizers) of
+// Kubernetes' namespace controller: it empties a deleted namespace before
+// the namespace goes.
+const FinalizerKubernetes = "kubernetes"
+
+// Unfinalized reports whether a namespace lacks FinalizerKubernetes. Such
+// a namespace, once deleted, is removed without its content: the objects
+// stay in etcd and come back with the next namespace of that name. (Only a
+// PUT to /finalize removes it; the namespace controller does so once the
+// namespace is empty, KubeSphere 4.1's post-delete hook on live ones.)
+func Unfinalized(ns *Object) bool {
+	if ns.Content == nil {
+		return false // not read whole: nothing to tell
+	}
+	fins, _, _ := unstructured.NestedStringSlice(ns.Content.Object, "spec", "finalizers")
+	return !slices.Contains(fins, FinalizerKubernetes)
+}
+
+// Count is how many objects a namespace holds.
+func (t Tally) Count() int { return t.PVCs + t.Secrets + t.ConfigMaps + t.Workloads + t.Other }
