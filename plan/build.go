@@ -155,6 +155,7 @@ func teardown(r *scan.Result, kind api.StageKind, name string, o Options) api.St
 	for _, ns := range fp.UserNamespaces {
 		protected[string(ns.GetUID())] = idRef(ns)
 	}
+	finalizers(b, fp)
 	if !o.DeleteVolumes {
 		// The data first: a claim's volume must outlive it before anything
 		// that could delete the claim runs.
@@ -210,6 +211,22 @@ func teardown(r *scan.Result, kind api.StageKind, name string, o Options) api.St
 	b.add(api.PhaseVerify, api.ActionVerify, b.kubeSystem, "nothing of KubeSphere/KubeFed remains and every protected object is present with its UID", nil)
 	b.waves(fp)
 	return b.stage(r, kind, name, r.Findings, sortedRefs(protected))
+}
+
+// finalizers puts the `kubernetes` finalizer back into every namespace
+// that lacks it (hazard.NamespaceUnfinalized), first thing in the detach
+// phase: a delete of such a namespace would leave its content in etcd. It
+// repairs Kubernetes' own invariant and touches no data. A user's namespace
+// already Terminating is left alone: the finalizer back, the namespace
+// controller would delete what it holds.
+func finalizers(b *builder, fp *footprint.Footprint) {
+	holds := fp.Inv.Holds()
+	for _, ns := range fp.Inv.OfKind("", "Namespace") {
+		if !inventory.Unfinalized(ns) || (ns.GetDeletionTimestamp() != nil && !fp.SystemNamespaces[ns.GetName()]) {
+			continue
+		}
+		b.add(api.PhaseDetach, api.ActionFinalize, ns.Ref(), fmt.Sprintf("put back the %q finalizer: without it a delete leaves its %d objects in etcd", inventory.FinalizerKubernetes, holds[ns.GetName()].Count()), nil)
+	}
 }
 
 // builder collects one stage's steps.

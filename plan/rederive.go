@@ -139,6 +139,16 @@ func rederiveStep(fp *footprint.Footprint, st *api.Stage, s *api.Step, protected
 		return "a fresh scan does not find it is KubeSphere's or KubeFed's"
 	case api.ActionPatch:
 		return rederivePatch(fp, s, obj, inPhase)
+	case api.ActionFinalize:
+		// Adds only Kubernetes' own finalizer. To a user's namespace
+		// already Terminating it would start the deletion of its content.
+		if obj.Resource.GVR.Group != "" || obj.Resource.Kind != "Namespace" {
+			return "only a namespace's finalizer is put back"
+		}
+		if obj.GetDeletionTimestamp() != nil && !fp.SystemNamespaces[obj.GetName()] {
+			return "the namespace is users' and Terminating: its finalizer back, Kubernetes would delete what it holds"
+		}
+		return ""
 	}
 	return fmt.Sprintf("unknown action %q", s.Action)
 }

@@ -194,7 +194,7 @@ func phasesInOrder(v *view) []string {
 }
 
 var knownActions = map[api.Action]bool{
-	api.ActionScale: true, api.ActionPatch: true, api.ActionRetain: true, api.ActionDelete: true,
+	api.ActionScale: true, api.ActionPatch: true, api.ActionRetain: true, api.ActionFinalize: true, api.ActionDelete: true,
 	api.ActionHelmUninstall: true, api.ActionWait: true, api.ActionVerify: true,
 }
 

@@ -70,9 +70,14 @@ func ForStage(st *api.Stage, resolve Resolver, manifests map[string][]api.Object
 		switch s.Action {
 		case api.ActionScale, api.ActionPatch, api.ActionRetain:
 			named(s.Target, "get", "patch")
+		case api.ActionFinalize:
+			named(s.Target, "get")
+			set[Permission{Verb: "update", Resource: "namespaces/finalize", Name: s.Target.Name}] = true
 		case api.ActionDelete:
 			named(s.Target, "get", "delete")
 			if s.Target.Group() == "" && s.Target.Kind == "Namespace" {
+				// apply puts a wiped finalizer back before the delete.
+				set[Permission{Verb: "update", Resource: "namespaces/finalize", Name: s.Target.Name}] = true
 				for _, v := range []string{"get", "list", "patch"} {
 					set[Permission{Verb: v, Group: "*", Resource: "*", Namespace: s.Target.Name}] = true
 				}

@@ -57,11 +57,14 @@ func checkAccess(ctx context.Context, kc kubernetes.Interface, needs []rbac.Perm
 	g.SetLimit(8)
 	for _, n := range first {
 		g.Go(func() error {
+			// RBAC names a subresource "namespaces/finalize"; a review
+			// asks for it apart.
+			resource, sub, _ := strings.Cut(n.Resource, "/")
 			var r *authorizationv1.SelfSubjectAccessReview
 			err := kube.Retry(gctx, func() (err error) {
 				r, err = kc.AuthorizationV1().SelfSubjectAccessReviews().Create(gctx, &authorizationv1.SelfSubjectAccessReview{
 					Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-						Verb: n.Verb, Group: n.Group, Resource: n.Resource, Namespace: n.Namespace, Name: n.Name,
+						Verb: n.Verb, Group: n.Group, Resource: resource, Subresource: sub, Namespace: n.Namespace, Name: n.Name,
 					}},
 				}, metav1.CreateOptions{})
 				return err

@@ -42,7 +42,6 @@ type env struct {
 // installed for long), and plans as a separate user.
 func setup(t *testing.T, scenario string) *env {
 	t.Helper()
-	ctx := context.Background()
 	st := fixture.Start(t, scenario, controlplane.Options{Audit: true}, true)
 	cp, s := st.CP, st.Seeder
 	cfg, _, err := cp.AddUser(user, "system:masters")
@@ -51,14 +50,20 @@ func setup(t *testing.T, scenario string) *env {
 	}
 	e := &env{cp: cp, s: s, cfg: cfg, dir: t.TempDir()}
 	e.clients = e.newClients(t)
-	rep, err := scan.Run(ctx, []scan.Target{{Clients: e.clients}}, scan.Options{})
+	e.replan(t)
+	return e
+}
+
+// replan scans again and plans from that scan.
+func (e *env) replan(t *testing.T) {
+	t.Helper()
+	rep, err := scan.Run(context.Background(), []scan.Target{{Clients: e.clients}}, scan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.plan, err = plan.Build(rep, plan.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	return e
 }
 
 func (e *env) newClients(t *testing.T) *kube.Clients {

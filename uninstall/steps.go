@@ -70,6 +70,8 @@ func (x *executor) exec(s *api.Step) (string, string) {
 			o, err = x.patch(s)
 		case api.ActionRetain:
 			o, err = x.retain(s)
+		case api.ActionFinalize:
+			o, err = x.finalize(s)
 		case api.ActionDelete:
 			o, err = x.delete(s)
 		case api.ActionHelmUninstall:
@@ -146,6 +148,9 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 	}
 	if string(cur.GetUID()) != s.Target.UID {
 		return outcome{}, journal.ErrRecreated
+	}
+	if s.Target.Kind == "Namespace" && s.Target.Group() == "" && writeWouldRemove(cur.Object) {
+		return outcome{}, &UnfinalizedError{Namespace: s.Target.Name}
 	}
 	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
 	var did, added []string
@@ -250,6 +255,11 @@ func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
 // delete deletes with the UID precondition: an object re-created since
 // planning is another object and is left alone.
 func (x *executor) delete(s *api.Step) (outcome, error) {
+	if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
+		if _, err := x.ensureFinalizer(s); err != nil {
+			return outcome{}, err
+		}
+	}
 	uid := types.UID(s.Target.UID)
 	bg := metav1.DeletePropagationBackground
 	err := x.ri(s).Delete(x.writeCtx, s.Target.Name, metav1.DeleteOptions{
@@ -280,9 +290,24 @@ func (x *executor) delete(s *api.Step) (outcome, error) {
 }
 
 func (x *executor) stripFinalizers(s *api.Step) {
+	if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
+		// Only with the kubernetes finalizer in place (and the patch
+		// testing that it still is): without it the patch would remove
+		// the namespace and leave its content in etcd.
+		if _, err := x.ensureFinalizer(s); err != nil {
+			return
+		}
+	}
 	ops := []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 		{"op": "replace", "path": "/metadata/finalizers", "value": []string{}},
+	}
+	if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
+		ns, err := x.Clients.Kube.CoreV1().Namespaces().Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
+		if err != nil || !hasKubernetesFinalizer(ns) {
+			return
+		}
+		ops = append(ops, map[string]any{"op": "test", "path": "/spec/finalizers", "value": ns.Spec.Finalizers})
 	}
 	_ = x.jsonPatch(s, ops)
 	if s.Target.Kind != "Namespace" {

@@ -200,6 +200,9 @@ func stageSummary(p *api.Stage) string {
 	if n[api.ActionRetain] > 0 {
 		retained = fmt.Sprintf("%d PersistentVolumes to retain, ", n[api.ActionRetain])
 	}
+	if n[api.ActionFinalize] > 0 {
+		retained += fmt.Sprintf("%d namespace finalizers to put back, ", n[api.ActionFinalize])
+	}
 	return fmt.Sprintf("Plan: %s%d to scale, %d to patch, %d to delete, %d Helm releases to uninstall; %d namespaces and %d other objects protected.",
 		retained, n[api.ActionScale], n[api.ActionPatch], n[api.ActionDelete], n[api.ActionHelmUninstall], ns, len(p.Protected)-ns)
 }
@@ -210,7 +213,7 @@ func (s Style) mark(a api.Action) string {
 		return s.red("-")
 	case api.ActionPatch, api.ActionScale:
 		return s.yellow("~")
-	case api.ActionRetain:
+	case api.ActionRetain, api.ActionFinalize:
 		return s.green("+")
 	}
 	return s.dim("·")

@@ -1,0 +1,103 @@
+package uninstall
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/internal/journal"
+	"github.com/ks-clean/ks-clean/scan/inventory"
+)
+
+// A namespace without the `kubernetes` finalizer (spec.finalizers) is
+// removed by its delete, or by any write once it is Terminating, without
+// its content: the objects stay in etcd and come back with the next
+// namespace of that name. KubeSphere 4.1's post-delete hook leaves such
+// namespaces. Apply never deletes or patches one as it is: it puts the
+// finalizer back first (a repair that touches no data), except into a
+// users' namespace already Terminating, where the finalizer would start the
+// deletion of what it holds; that one is left alone.
+
+// UnfinalizedError is a write apply refused because it would have removed
+// a namespace without its content.
+type UnfinalizedError struct{ Namespace string }
+
+func (e *UnfinalizedError) Error() string {
+	return fmt.Sprintf("namespace %s is Terminating without its %q finalizer: a write to it would remove it and leave what it holds in etcd, and the finalizer back would delete that; left alone (copy out what you need, then delete it yourself)", e.Namespace, inventory.FinalizerKubernetes)
+}
+
+func hasKubernetesFinalizer(ns *corev1.Namespace) bool {
+	return slices.Contains(ns.Spec.Finalizers, corev1.FinalizerKubernetes)
+}
+
+// finalize is the finalize step.
+func (x *executor) finalize(s *api.Step) (outcome, error) {
+	added, err := x.ensureFinalizer(s)
+	switch {
+	case err != nil:
+		return outcome{}, err
+	case !added:
+		return skipped("it has the finalizer"), nil
+	}
+	return done(fmt.Sprintf("put back the %q finalizer", corev1.FinalizerKubernetes)), nil
+}
+
+// ensureFinalizer puts the finalizer back into the step's namespace if it
+// lacks it, with the UID and resourceVersion read (a PUT to /finalize
+// carries the whole object; the read one, so nothing else changes).
+func (x *executor) ensureFinalizer(s *api.Step) (bool, error) {
+	nsi := x.Clients.Kube.CoreV1().Namespaces()
+	ns, err := nsi.Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	if string(ns.UID) != s.Target.UID {
+		return false, journal.ErrRecreated
+	}
+	if hasKubernetesFinalizer(ns) {
+		return false, nil
+	}
+	if ns.DeletionTimestamp != nil && x.protects(s.Target.UID) {
+		return false, &UnfinalizedError{Namespace: ns.Name}
+	}
+	ns.Spec.Finalizers = append(ns.Spec.Finalizers, corev1.FinalizerKubernetes)
+	if _, err := nsi.Finalize(x.writeCtx, ns, metav1.UpdateOptions{DryRun: x.dryRun()}); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, fmt.Errorf("%w: %v", errStale, err)
+		}
+		return false, err
+	}
+	x.written()
+	return true, nil
+}
+
+// protects reports whether the stage protects the object.
+func (x *executor) protects(uid string) bool {
+	for _, r := range x.Plan.Protected {
+		if r.UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// writeWouldRemove reports whether a metadata write to this namespace
+// would remove it without its content.
+func writeWouldRemove(ns map[string]any) bool {
+	meta, _ := ns["metadata"].(map[string]any)
+	if meta == nil || meta["deletionTimestamp"] == nil {
+		return false
+	}
+	spec, _ := ns["spec"].(map[string]any)
+	fins, _ := spec["finalizers"].([]any)
+	for _, f := range fins {
+		if f == corev1.FinalizerKubernetes {
+			return false
+		}
+	}
+	return true
+}
