@@ -126,7 +126,7 @@ func keptByApply(src *Source, f *facts, o Options) []api.RestoreNote {
 			out = append(out, api.RestoreNote{Object: s.Target, Reason: fmt.Sprintf("reclaim policy stays Retain (it was %s): a released volume set back to Delete would be deleted with its data; a restored claim is bound to it again", s.ReclaimPolicy)})
 		case s.Action == api.ActionFinalize:
 			out = append(out, api.RestoreNote{Object: s.Target, Reason: "keeps the kubernetes finalizer apply put back: without it a delete would leave what the namespace holds in etcd"})
-				case s.Action == api.ActionHelmUninstall && !f.deletedNS[s.Target.Namespace]:
+		case s.Action == api.ActionHelmUninstall && !f.deletedNS[s.Target.Namespace]:
 			out = append(out, api.RestoreNote{Object: s.Target, Reason: "Helm's record of this release was not in a namespace apply deleted, so it is not in the backup: install the release again with helm"})
 		}
 	}
