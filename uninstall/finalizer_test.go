@@ -4,9 +4,12 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ks-clean/ks-clean/api"
@@ -66,6 +69,12 @@ func TestWipedNamespaceFinalizerPutBack(t *testing.T) {
 	if err := k.CoreV1().Namespaces().Delete(ctx, control, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := k.CoreV1().Namespaces().Get(ctx, control, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		t.Fatalf("namespace %s, made again and deleted, did not go: %v", control, err)
+	}
 
 	var users string
 	for _, r := range e.s.Seeded.Protected {
@@ -82,7 +91,7 @@ func TestWipedNamespaceFinalizerPutBack(t *testing.T) {
 
 	e.replan(t)
 	found := map[string]api.Severity{}
-	for _, f := range e.plan.Findings {
+	for _, f := range e.plan.Single().Findings {
 		if f.ID == hazard.NamespaceUnfinalized {
 			found[f.Objects[0].Name] = f.Severity
 		}
