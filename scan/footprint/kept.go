@@ -155,36 +155,47 @@ func lookalike(o *inventory.Object) string {
 	return ""
 }
 
-// Volume is a bound PersistentVolume whose claim goes with the teardown (in
-// a removed namespace, of a footprint release) or is already being deleted,
-// and whose reclaim policy would take the data with it.
+// Volume is a PersistentVolume bound, or pre-bound, to a claim that goes
+// with the teardown (in a removed namespace, of a footprint release) or is
+// already being deleted, and whose reclaim policy would take the data with
+// it.
 type Volume struct {
 	PV, Claim *inventory.Object
 	Policy    string
 }
 
-// Volumes lists what must be switched to Retain before any claim goes.
+// Volumes lists what must be switched to Retain before any claim goes. A
+// volume pre-bound to such a claim counts too: its claimRef names the
+// claim without a UID yet (static provisioning, or the volume binder's
+// first pass), or the claim names it in spec.volumeName. The binder may
+// complete the binding at any moment; then the volume goes with the claim.
 func (f *Footprint) Volumes() []Volume {
-	pvs := map[string]*inventory.Object{}
-	for _, pv := range f.Inv.OfKind("", "PersistentVolume") {
-		pvs[pv.GetName()] = pv
-	}
-	var out []Volume
+	byName, byVolume := map[string]*inventory.Object{}, map[string]*inventory.Object{}
 	for _, c := range f.Inv.OfKind("", "PersistentVolumeClaim") {
 		if !(f.Goes(c) || f.Dying(c) || f.inRelease[objectKey(c)] != "") || c.Content == nil {
 			continue
 		}
-		name, _, _ := unstructured.NestedString(c.Content.Object, "spec", "volumeName")
-		pv := pvs[name]
-		if pv == nil || pv.Content == nil {
-			continue
+		byName[c.GetNamespace()+"/"+c.GetName()] = c
+		if v, _, _ := unstructured.NestedString(c.Content.Object, "spec", "volumeName"); v != "" {
+			byVolume[v] = c
 		}
-		if uid, _, _ := unstructured.NestedString(pv.Content.Object, "spec", "claimRef", "uid"); uid != string(c.GetUID()) {
-			continue // bound to another claim (or to none yet)
+	}
+	var out []Volume
+	for _, pv := range f.Inv.OfKind("", "PersistentVolume") {
+		if pv.Content == nil {
+			continue
 		}
 		policy, _, _ := unstructured.NestedString(pv.Content.Object, "spec", "persistentVolumeReclaimPolicy")
 		if policy == "Retain" {
 			continue
+		}
+		ref, _, _ := unstructured.NestedStringMap(pv.Content.Object, "spec", "claimRef")
+		c := byName[ref["namespace"]+"/"+ref["name"]]
+		if c == nil {
+			c = byVolume[pv.GetName()]
+		}
+		if c == nil || (ref["uid"] != "" && ref["uid"] != string(c.GetUID())) {
+			continue // bound to another claim, or to none that goes
 		}
 		out = append(out, Volume{PV: pv, Claim: c, Policy: policy})
 	}
