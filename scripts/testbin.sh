@@ -3,8 +3,11 @@
 # kube-controller-manager) from their Go modules, because this project has no
 # docker and no download site for prebuilt binaries: only the Go module proxy.
 #
-# Output: .testbin/k8s-<version>/ with the three binaries; the directory is
-# printed as the last line. Idempotent: only missing binaries are built.
+# Output: k8s-<version>/ with the three binaries, under $KS_TESTBIN_DIR or
+# else the user's cache (${XDG_CACHE_HOME:-~/.cache}/ks-clean/testbin), which
+# every clone shares: a fresh clone (CI's) builds nothing built before. The
+# directory is printed as the last line. Idempotent: only missing binaries
+# are built.
 #
 # `testbin.sh kubectl` also builds kubectl (same version, same directory):
 # only `make bench` needs it, for its baseline in the official script's style.
@@ -12,8 +15,9 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.34.4}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="${KS_TESTBIN_DIR:-$root/.testbin}/k8s-$K8S_VERSION"
-work="${KS_TESTBIN_DIR:-$root/.testbin}/build-$K8S_VERSION"
+base="${KS_TESTBIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ks-clean/testbin}"
+out="$base/k8s-$K8S_VERSION"
+work="$base/build-$K8S_VERSION"
 
 wanted=(etcd kube-apiserver kube-controller-manager)
 for extra in "$@"; do

@@ -36,7 +36,7 @@ func hasKubernetesFinalizer(ns *corev1.Namespace) bool {
 
 // finalize is the finalize step.
 func (x *executor) finalize(s *api.Step) (outcome, error) {
-	added, err := x.ensureFinalizer(s)
+	_, added, err := x.ensureFinalizer(s)
 	switch {
 	case err != nil:
 		return outcome{}, err
@@ -48,32 +48,37 @@ func (x *executor) finalize(s *api.Step) (outcome, error) {
 
 // ensureFinalizer puts the finalizer back into the step's namespace if it
 // lacks it, with the UID and resourceVersion read (a PUT to /finalize
-// carries the whole object; the read one, so nothing else changes).
-func (x *executor) ensureFinalizer(s *api.Step) (bool, error) {
+// carries the whole object; the read one, so nothing else changes). It
+// returns the namespace as it now is.
+func (x *executor) ensureFinalizer(s *api.Step) (*corev1.Namespace, bool, error) {
 	nsi := x.Clients.Kube.CoreV1().Namespaces()
 	ns, err := nsi.Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if string(ns.UID) != s.Target.UID {
-		return false, journal.ErrRecreated
+		return nil, false, journal.ErrRecreated
 	}
 	if hasKubernetesFinalizer(ns) {
-		return false, nil
+		return ns, false, nil
 	}
 	if ns.DeletionTimestamp != nil && x.protects(s.Target.UID) {
-		return false, &UnfinalizedError{Namespace: ns.Name}
+		return nil, false, &UnfinalizedError{Namespace: ns.Name}
 	}
 	ns.Spec.Finalizers = append(ns.Spec.Finalizers, corev1.FinalizerKubernetes)
-	if _, err := nsi.Finalize(x.writeCtx, ns, metav1.UpdateOptions{DryRun: x.dryRun()}); err != nil {
+	out, err := nsi.Finalize(x.writeCtx, ns, metav1.UpdateOptions{DryRun: x.dryRun()})
+	if err != nil {
 		if apierrors.IsConflict(err) {
-			return false, fmt.Errorf("%w: %v", errStale, err)
+			return nil, false, fmt.Errorf("%w: %v", errStale, err)
 		}
-		return false, err
+		return nil, false, err
 	}
 	x.written()
-	return true, nil
+	return out, true, nil
 }
+
+// isNamespace: the step's target is a namespace.
+func isNamespace(s *api.Step) bool { return s.Target.Kind == "Namespace" && s.Target.Group() == "" }
 
 // protects reports whether the stage protects the object.
 func (x *executor) protects(uid string) bool {

@@ -149,7 +149,7 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 	if string(cur.GetUID()) != s.Target.UID {
 		return outcome{}, journal.ErrRecreated
 	}
-	if s.Target.Kind == "Namespace" && s.Target.Group() == "" && writeWouldRemove(cur.Object) {
+	if isNamespace(s) && writeWouldRemove(cur.Object) {
 		return outcome{}, &UnfinalizedError{Namespace: s.Target.Name}
 	}
 	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
@@ -255,8 +255,8 @@ func (x *executor) jsonPatch(s *api.Step, ops []map[string]any) error {
 // delete deletes with the UID precondition: an object re-created since
 // planning is another object and is left alone.
 func (x *executor) delete(s *api.Step) (outcome, error) {
-	if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
-		if _, err := x.ensureFinalizer(s); err != nil {
+	if isNamespace(s) {
+		if _, _, err := x.ensureFinalizer(s); err != nil {
 			return outcome{}, err
 		}
 	}
@@ -290,27 +290,22 @@ func (x *executor) delete(s *api.Step) (outcome, error) {
 }
 
 func (x *executor) stripFinalizers(s *api.Step) {
-	if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
-		// Only with the kubernetes finalizer in place (and the patch
-		// testing that it still is): without it the patch would remove
-		// the namespace and leave its content in etcd.
-		if _, err := x.ensureFinalizer(s); err != nil {
-			return
-		}
-	}
 	ops := []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": s.Target.UID},
 		{"op": "replace", "path": "/metadata/finalizers", "value": []string{}},
 	}
-	if s.Target.Kind == "Namespace" && s.Target.Group() == "" {
-		ns, err := x.Clients.Kube.CoreV1().Namespaces().Get(x.writeCtx, s.Target.Name, metav1.GetOptions{})
-		if err != nil || !hasKubernetesFinalizer(ns) {
+	if isNamespace(s) {
+		// Only with the kubernetes finalizer in place, and the patch
+		// testing that it still is: without it the patch would remove
+		// the namespace and leave its content in etcd.
+		ns, _, err := x.ensureFinalizer(s)
+		if err != nil {
 			return
 		}
 		ops = append(ops, map[string]any{"op": "test", "path": "/spec/finalizers", "value": ns.Spec.Finalizers})
 	}
 	_ = x.jsonPatch(s, ops)
-	if s.Target.Kind != "Namespace" {
+	if !isNamespace(s) {
 		return
 	}
 	gvrs, err := x.namespacedResources(x.writeCtx)

@@ -305,28 +305,40 @@ func logFile(dir, name string) (*os.File, *os.File) {
 	return f, f
 }
 
-// FindBinDir locates the control-plane binaries: $KUBEBUILDER_ASSETS, else the
-// newest .testbin/k8s-* built by scripts/testbin.sh in the enclosing module.
+// FindBinDir locates the control-plane binaries: $KUBEBUILDER_ASSETS, else
+// the newest k8s-* that scripts/testbin.sh built, in $KS_TESTBIN_DIR, the
+// user's cache (${XDG_CACHE_HOME:-~/.cache}/ks-clean/testbin, the script's
+// default) or an older checkout's .testbin.
 func FindBinDir() (string, error) {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
 		return d, checkBinDir(d)
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
+	var dirs []string
+	if d := os.Getenv("KS_TESTBIN_DIR"); d != "" {
+		dirs = append(dirs, d)
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			matches, _ := filepath.Glob(filepath.Join(dir, ".testbin", "k8s-*"))
-			for i := len(matches) - 1; i >= 0; i-- {
-				if checkBinDir(matches[i]) == nil {
-					return matches[i], nil
-				}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		dirs = append(dirs, filepath.Join(d, "ks-clean", "testbin"))
+	} else if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, filepath.Join(home, ".cache", "ks-clean", "testbin"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				dirs = append(dirs, filepath.Join(dir, ".testbin"))
+				break
 			}
-			break
+			if filepath.Dir(dir) == dir {
+				break
+			}
 		}
-		if filepath.Dir(dir) == dir {
-			break
+	}
+	for _, d := range dirs {
+		matches, _ := filepath.Glob(filepath.Join(d, "k8s-*"))
+		for i := len(matches) - 1; i >= 0; i-- {
+			if checkBinDir(matches[i]) == nil {
+				return matches[i], nil
+			}
 		}
 	}
 	return "", errors.New("control-plane binaries not found: run scripts/testbin.sh (make test does) or set KUBEBUILDER_ASSETS to a directory holding etcd, kube-apiserver and kube-controller-manager")
