@@ -1,0 +1,146 @@
+package plan_test
+
+// Variants of recorded scenarios: a recording with a few objects changed or
+// added (withObjects), for cases no seeded scenario has.
+
+import (
+	"encoding/json"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ks-clean/ks-clean/api"
+	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan/inventory"
+	"github.com/ks-clean/ks-clean/test/fixture"
+)
+
+// withObjects adds objects (of types the recording lists) to the first
+// recorded cluster.
+func withObjects(t *testing.T, l *fixture.Loaded, objs ...map[string]any) {
+	t.Helper()
+	rec, err := inventory.Record(l.Targets[0].Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string]int{}
+	for i, r := range rec.Resources {
+		res[r.Group+"/"+r.Kind] = i
+	}
+	for _, o := range objs {
+		u := unstructured.Unstructured{Object: o}
+		i, ok := res[u.GroupVersionKind().Group+"/"+u.GetKind()]
+		if !ok {
+			t.Fatalf("the recording lists no type %s", u.GroupVersionKind())
+		}
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Objects = append(rec.Objects, inventory.RecordedObject{Resource: i, Content: b})
+	}
+	inv, err := inventory.Load(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Targets[0].Inventory = inv
+}
+
+// Volumes pre-bound to a claim in a namespace the teardown deletes are
+// switched to Retain like bound ones: by claimRef without a UID yet (static
+// provisioning), and by the claim's spec.volumeName (the binder's first
+// pass). Once the binder completes the binding, the volume would go with
+// the claim. A volume pre-bound to a claim elsewhere, or bound to another
+// claim of that name, is not touched.
+func TestPreBoundVolumesRetained(t *testing.T) {
+	l := load(t, "ks41")
+	var objs []map[string]any
+	add := func(obj map[string]any) { objs = append(objs, obj) }
+	ks := fixture.KubeSphereNamespace
+	claim := func(name, uid, volume string) {
+		spec := map[string]any{}
+		if volume != "" {
+			spec["volumeName"] = volume
+		}
+		add(map[string]any{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+			"metadata": map[string]any{"name": name, "namespace": ks, "uid": uid}, "spec": spec})
+	}
+	volume := func(name, uid string, claimRef map[string]any) {
+		add(map[string]any{"apiVersion": "v1", "kind": "PersistentVolume",
+			"metadata": map[string]any{"name": name, "uid": uid},
+			"spec":     map[string]any{"persistentVolumeReclaimPolicy": "Delete", "claimRef": claimRef}})
+	}
+	claim("static", "c-static", "")
+	volume("pv-static", "v-static", map[string]any{"namespace": ks, "name": "static"})
+	claim("first-pass", "c-first", "pv-first")
+	volume("pv-first", "v-first", nil)
+	claim("taken", "c-taken", "")
+	volume("pv-other-claim", "v-other", map[string]any{"namespace": ks, "name": "taken", "uid": "someone-else"})
+	volume("pv-elsewhere", "v-elsewhere", map[string]any{"namespace": "prod-ws1-1", "name": "data"})
+	withObjects(t, l, objs...)
+	rep, err := l.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retained := map[string]bool{}
+	for _, s := range p.Single().Steps {
+		if s.Action == api.ActionRetain {
+			retained[s.Target.Name] = true
+		}
+	}
+	if !retained["pv-static"] || !retained["pv-first"] || retained["pv-other-claim"] || retained["pv-elsewhere"] || len(retained) != 2 {
+		t.Fatalf("retained %v; want pv-static and pv-first only", retained)
+	}
+}
+
+// KubeSphere 4.1.0–4.1.2 give a workspace's namespaces a controller
+// ownerReference to their Workspace, as 3.x did: the plan detaches each
+// before the Workspace goes, as on 3.x (rule detach-before-owner-delete).
+func TestWorkspaceOwnedNamespacesOn41(t *testing.T) {
+	l := load(t, "ks41")
+	ws := map[string]any{"apiVersion": "tenant.kubesphere.io/v1beta1", "kind": "Workspace",
+		"metadata": map[string]any{"name": "ws1", "uid": "ws1-uid"}}
+	inv := l.Targets[0].Inventory
+	var owned []string
+	for _, ns := range inv.OfKind("", "Namespace") {
+		if ns.GetLabels()["kubesphere.io/workspace"] == "ws1" {
+			yes := true
+			ns.Content.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "tenant.kubesphere.io/v1beta1", Kind: "Workspace", Name: "ws1", UID: "ws1-uid", Controller: &yes, BlockOwnerDeletion: &yes}})
+			owned = append(owned, ns.GetName())
+		}
+	}
+	if len(owned) == 0 {
+		t.Fatal("the ks41 recording has no namespace of workspace ws1")
+	}
+	withObjects(t, l, ws)
+	rep, err := l.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	detached, wsDeleted := map[string]int{}, -1
+	for i, s := range p.Single().Steps {
+		switch {
+		case s.Action == api.ActionPatch && s.Target.Kind == "Namespace" && s.Remove != nil && len(s.Remove.OwnerReferences) > 0:
+			detached[s.Target.Name] = i
+		case s.Action == api.ActionDelete && s.Target.UID == "ws1-uid":
+			wsDeleted = i
+		}
+	}
+	if wsDeleted < 0 {
+		t.Fatal("the plan does not delete Workspace ws1")
+	}
+	for _, ns := range owned {
+		if i, ok := detached[ns]; !ok || i > wsDeleted {
+			t.Errorf("namespace %s: detached at step %d (ok %v), Workspace deleted at step %d", ns, i, ok, wsDeleted)
+		}
+	}
+}
