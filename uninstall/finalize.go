@@ -17,17 +17,18 @@ import (
 // removed by its delete, or by any write once it is Terminating, without
 // its content: the objects stay in etcd and come back with the next
 // namespace of that name. KubeSphere 4.1's post-delete hook leaves such
-// namespaces. Apply never deletes or patches one as it is: it puts the
-// finalizer back first (a repair that touches no data), except into a
-// users' namespace already Terminating, where the finalizer would start the
-// deletion of what it holds; that one is left alone.
+// namespaces. Apply never deletes or patches one of KubeSphere's as it is:
+// it puts the finalizer back first (a repair that touches no data). A
+// users' namespace already Terminating never gets it back (the namespace
+// controller would delete what it holds), and is patched only where a
+// metadata finalizer keeps it.
 
-// UnfinalizedError is a write apply refused because it would have removed
-// a namespace without its content.
+// UnfinalizedError is a write apply refused because it could have removed
+// a users' namespace with its content left in etcd.
 type UnfinalizedError struct{ Namespace string }
 
 func (e *UnfinalizedError) Error() string {
-	return fmt.Sprintf("namespace %s is Terminating without its %q finalizer: a write to it would remove it and leave what it holds in etcd, and the finalizer back would delete that; left alone (copy out what you need, then delete it yourself)", e.Namespace, inventory.FinalizerKubernetes)
+	return fmt.Sprintf("namespace %s is Terminating without its %q finalizer: this write would remove it, and what it still holds would stay in etcd; putting the finalizer back would delete that. Left alone: copy out what you need, then delete it yourself", e.Namespace, inventory.FinalizerKubernetes)
 }
 
 func hasKubernetesFinalizer(ns *corev1.Namespace) bool {
@@ -90,9 +91,12 @@ func (x *executor) protects(uid string) bool {
 	return false
 }
 
-// writeWouldRemove reports whether a metadata write to this namespace
-// would remove it without its content.
-func writeWouldRemove(ns map[string]any) bool {
+// terminatingUnfinalized: the namespace is Terminating without the
+// kubernetes finalizer. Either the namespace controller emptied it and
+// removed the finalizer (it waits for metadata finalizers), or it was wiped
+// (KubeSphere 4.1's hook) and deleted with its content: an update that
+// leaves no metadata finalizer removes it at once.
+func terminatingUnfinalized(ns map[string]any) bool {
 	meta, _ := ns["metadata"].(map[string]any)
 	if meta == nil || meta["deletionTimestamp"] == nil {
 		return false

@@ -149,8 +149,27 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 	if string(cur.GetUID()) != s.Target.UID {
 		return outcome{}, journal.ErrRecreated
 	}
-	if isNamespace(s) && writeWouldRemove(cur.Object) {
-		return outcome{}, &UnfinalizedError{Namespace: s.Target.Name}
+	rm := s.Remove
+	if rm == nil {
+		rm = &api.Removal{}
+	}
+	if isNamespace(s) && terminatingUnfinalized(cur.Object) {
+		// Without the kubernetes finalizer, an update that leaves no
+		// metadata finalizer removes a Terminating namespace at once, its
+		// content left in etcd. KubeSphere's own gets the finalizer back
+		// (the namespace controller empties it again); a users' namespace
+		// is not written to where the patch would remove it.
+		if !x.protects(s.Target.UID) {
+			if _, _, err := x.ensureFinalizer(s); err != nil {
+				return outcome{}, err
+			}
+			var err error
+			if cur, err = x.ri(s).Get(x.writeCtx, s.Target.Name, metav1.GetOptions{}); err != nil {
+				return outcome{}, err
+			}
+		} else if keeps := slices.DeleteFunc(slices.Clone(cur.GetFinalizers()), func(f string) bool { return slices.Contains(rm.Finalizers, f) }); len(keeps) == 0 {
+			return outcome{}, &UnfinalizedError{Namespace: s.Target.Name}
+		}
 	}
 	ops := []map[string]any{{"op": "test", "path": "/metadata/uid", "value": s.Target.UID}}
 	var did, added []string
@@ -166,10 +185,6 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 			ops = append(ops, map[string]any{"op": "add", "path": "/metadata/annotations/" + jsonpointer.Escape(k), "value": s.Annotate[k]})
 			added = append(added, "annotation "+k+"="+s.Annotate[k])
 		}
-	}
-	rm := s.Remove
-	if rm == nil {
-		rm = &api.Removal{}
 	}
 	if len(rm.OwnerReferences) > 0 {
 		drop := sets.New(rm.OwnerReferences...)
