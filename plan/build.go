@@ -276,7 +276,11 @@ func start(r *scan.Result) *builder {
 	b.wait(api.PhaseQuiesce)
 
 	for _, m := range b.members[api.PhaseDisarm] {
-		b.add(api.PhaseDisarm, api.ActionDelete, m.Obj.Ref(), m.Reason+": its backend is removed, so it would refuse the writes it matches", nil)
+		why := m.Reason + ": its backend is removed, so it would refuse the writes it matches"
+		if m.Category == footprint.CatGrant {
+			why = m.Reason
+		}
+		b.add(api.PhaseDisarm, api.ActionDelete, m.Obj.Ref(), why, nil)
 	}
 	return b
 }

@@ -144,3 +144,78 @@ func TestWorkspaceOwnedNamespacesOn41(t *testing.T) {
 		}
 	}
 }
+
+// A binding that grants a role the teardown removes only to Kubernetes'
+// own identities goes with it, first (disarm), so it cannot hand the role
+// to whoever makes one of that name later: KubeFed's anonymous-auth
+// binding, when nothing else proves it KubeFed's. A binding of the same
+// role to a person, or one that grants Kubernetes' own role to anonymous,
+// is the user's and stays.
+func TestGrantsOfRemovedRoles(t *testing.T) {
+	base, err := fixture.RecordedPlan("incident")
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := ""
+	for _, s := range base.Single().Steps {
+		if s.Phase == api.PhaseRBAC && s.Action == api.ActionDelete && s.Target.Kind == "ClusterRole" {
+			role = s.Target.Name
+			break
+		}
+	}
+	if role == "" {
+		t.Fatal("the incident's plan deletes no ClusterRole in its rbac phase")
+	}
+	binding := func(name, roleName string, subjects ...map[string]any) map[string]any {
+		subs := make([]any, len(subjects))
+		for i, s := range subjects {
+			subs[i] = s
+		}
+		return map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+			"metadata": map[string]any{"name": name, "uid": name + "-uid"},
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": roleName},
+			"subjects": subs}
+	}
+	anonymous := map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}
+	unauthenticated := map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}
+	person := map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "oncall@example.com"} // no KubeSphere user
+	l := load(t, "incident")
+	withObjects(t, l,
+		binding("anon-grant", role, anonymous, unauthenticated),
+		binding("person-grant", role, person, anonymous),
+		binding("anon-view", "view", anonymous))
+	rep, err := l.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := map[string]api.Phase{}
+	roleWave, grantWave := -1, -1
+	for _, s := range p.Single().Steps {
+		if s.Action != api.ActionDelete {
+			continue
+		}
+		deleted[s.Target.Name] = s.Phase
+		switch s.Target.Name {
+		case role:
+			roleWave = s.Wave
+		case "anon-grant":
+			grantWave = s.Wave
+		}
+	}
+	if deleted["anon-grant"] != api.PhaseDisarm || deleted[role] != api.PhaseRBAC || grantWave < 0 || roleWave < 0 {
+		t.Fatalf("anon-grant deleted in phase %q, role %s in %q; want disarm, then rbac", deleted["anon-grant"], role, deleted[role])
+	}
+	if _, ok := deleted["person-grant"]; ok {
+		t.Errorf("a binding that grants the role to a person is deleted (role %s)", role)
+	}
+	if _, ok := deleted["anon-view"]; ok {
+		t.Error("a binding of Kubernetes' own role view is deleted")
+	}
+	if _, err := plan.Rederive(rep.Host().Footprint, p.Single()); err != nil {
+		t.Fatalf("fresh-scan check of the plan: %v", err)
+	}
+}

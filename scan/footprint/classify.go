@@ -28,6 +28,9 @@ const (
 	CatNamespace  Category = "namespace"
 	CatWorkload   Category = "workload"
 	CatHelm       Category = "helm-resource"
+	// CatGrant: a binding that is KubeSphere's because it grants a role
+	// the teardown removes to Kubernetes' own identities (grantsOfRemovedRoles).
+	CatGrant Category = "grant"
 )
 
 // Member is an object of the footprint: it goes.
@@ -211,6 +214,9 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 	crds := f.classifyObjects()
 	for _, r := range rbacRolesOfFootprint(f) {
 		f.add(r, CatRBAC, "ClusterRole only KubeSphere's bindings use, for ServiceAccounts of removed namespaces")
+	}
+	for _, g := range grantsOfRemovedRoles(f) {
+		f.add(g.binding, CatGrant, g.reason)
 	}
 	for _, crd := range crds {
 		f.classifyCRD(crd)

@@ -162,6 +162,84 @@ func rbacRolesOfFootprint(f *Footprint) []*inventory.Object {
 	return out
 }
 
+type grant struct {
+	binding *inventory.Object
+	reason  string
+}
+
+// grantsOfRemovedRoles: bindings outside the footprint that grant a
+// ClusterRole the teardown removes, and only to identities that are
+// Kubernetes' own (system:…), ServiceAccounts of removed namespaces, or
+// KubeSphere users that go. Left behind, such a binding hands the role to
+// whoever makes a ClusterRole of that name again: KubeFed's
+// kubefed-admission-webhook:anonymous-auth grants system:anonymous. They
+// go in the disarm phase, before any role: the role is their evidence, and
+// a resumed apply must find it again.
+func grantsOfRemovedRoles(f *Footprint) []grant {
+	var out []grant
+	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		for _, b := range f.Inv.OfKind("rbac.authorization.k8s.io", kind) {
+			if f.Goes(b) || f.kept[b.GetUID()] || b.Content == nil {
+				continue
+			}
+			ref, _, _ := unstructured.NestedStringMap(b.Content.Object, "roleRef")
+			if ref["kind"] != "ClusterRole" {
+				continue
+			}
+			var role *inventory.Object
+			for _, r := range f.Inv.OfKind("rbac.authorization.k8s.io", "ClusterRole") {
+				if r.GetName() == ref["name"] {
+					role = r
+				}
+			}
+			if role == nil || f.member[role.GetUID()] == nil {
+				continue
+			}
+			subs, _, _ := unstructured.NestedSlice(b.Content.Object, "subjects")
+			ok := len(subs) > 0
+			for _, s := range subs {
+				sm, _ := s.(map[string]any)
+				ok = ok && f.ownIdentity(sm)
+			}
+			if ok {
+				out = append(out, grant{b, fmt.Sprintf("grants ClusterRole %s, which the teardown removes, only to Kubernetes' own identities, ServiceAccounts of removed namespaces or KubeSphere's users", role.GetName())})
+			}
+		}
+	}
+	return out
+}
+
+// ownIdentity: a binding subject that is Kubernetes' own (a system: user
+// or group, not a kept namespace's service accounts), a ServiceAccount of a
+// removed namespace, or a KubeSphere user that goes.
+func (f *Footprint) ownIdentity(s map[string]any) bool {
+	name, _ := s["name"].(string)
+	switch s["kind"] {
+	case "ServiceAccount":
+		ns, _ := s["namespace"].(string)
+		return f.removed(ns)
+	case "User", "Group":
+		if rest, ok := strings.CutPrefix(name, "system:serviceaccount:"); ok {
+			ns, _, _ := strings.Cut(rest, ":")
+			return f.removed(ns)
+		}
+		if ns, ok := strings.CutPrefix(name, "system:serviceaccounts:"); ok {
+			return f.removed(ns)
+		}
+		if strings.HasPrefix(name, "system:") {
+			return true
+		}
+		if s["kind"] == "User" {
+			for _, u := range f.Inv.OfKind("iam.kubesphere.io", "User") {
+				if u.GetName() == name && f.member[u.GetUID()] != nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // aggregated: a ClusterRole that adds its rules to others (aggregate-to-*)
 // or collects others': deleting it changes roles beyond its bindings.
 func aggregated(r *inventory.Object) bool {

@@ -102,7 +102,7 @@ var Rules = []Rule{
 	},
 	{
 		Name: "rbac", What: "RBAC",
-		Removes: "labelled `iam.kubesphere.io/*`, `kubesphere.io/managed` or `kubesphere.io/extension-ref`; a ClusterRole KubeSphere aggregates (`iam.kubesphere.io/aggregation-roles`); of a footprint release; a binding whose every subject is a ServiceAccount of a removed namespace, or of KubeSphere's/KubeFed's own namespaces that are already gone (a half-finished uninstall); a ClusterRole whose rules name KubeSphere/KubeFed groups only; a ClusterRole that only such bindings use",
+		Removes: "labelled `iam.kubesphere.io/*`, `kubesphere.io/managed` or `kubesphere.io/extension-ref`; a ClusterRole KubeSphere aggregates (`iam.kubesphere.io/aggregation-roles`); of a footprint release; a binding whose every subject is a ServiceAccount of a removed namespace, or of KubeSphere's/KubeFed's own namespaces that are already gone (a half-finished uninstall); a ClusterRole whose rules name KubeSphere/KubeFed groups only; a ClusterRole that only such bindings use; a binding that grants a ClusterRole the teardown removes only to Kubernetes' own `system:` identities, ServiceAccounts of removed namespaces or KubeSphere users that go (removed first, in the disarm phase)",
 		Kept:    "`kept-unproven` when its name or labels mention KubeSphere",
 		applies: func(o *inventory.Object) bool { return o.Resource.GVR.Group == "rbac.authorization.k8s.io" },
 		reason:  func(f *Footprint, o *inventory.Object) (Category, string) { return CatRBAC, f.rbacReason(o) },
