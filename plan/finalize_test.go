@@ -42,10 +42,7 @@ func TestWipedFinalizers(t *testing.T) {
 		t.Fatalf("the ks41 recording has %d users' namespaces, want 2", len(users))
 	}
 	alive, dying := users[0], users[1]
-	rep, err := l.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep, p := scanAndPlan(t, l)
 	sev := map[string]api.Severity{}
 	for _, f := range rep.Host().Findings {
 		if f.ID == hazard.NamespaceUnfinalized {
@@ -54,10 +51,6 @@ func TestWipedFinalizers(t *testing.T) {
 	}
 	if sev[alive] != api.Critical || sev[dying] != api.Critical || sev[fixture.KubeSphereNamespace] != api.Warning {
 		t.Fatalf("%s findings: %v", hazard.NamespaceUnfinalized, sev)
-	}
-	p, err := plan.Build(rep, plan.Options{})
-	if err != nil {
-		t.Fatal(err)
 	}
 	st := p.Single()
 	finalize := map[string]api.Step{}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/plan"
+	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/inventory"
 	"github.com/ks-clean/ks-clean/test/fixture"
 )
@@ -47,6 +48,20 @@ func withObjects(t *testing.T, l *fixture.Loaded, objs ...map[string]any) {
 	l.Targets[0].Inventory = inv
 }
 
+// scanAndPlan scans a (changed) recording and plans from it.
+func scanAndPlan(t *testing.T, l *fixture.Loaded) (*scan.Report, *api.Plan) {
+	t.Helper()
+	rep, err := l.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(rep, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, p
+}
+
 // Volumes pre-bound to a claim in a namespace the teardown deletes are
 // switched to Retain like bound ones: by claimRef without a UID yet (static
 // provisioning), and by the claim's spec.volumeName (the binder's first
@@ -79,14 +94,7 @@ func TestPreBoundVolumesRetained(t *testing.T) {
 	volume("pv-other-claim", "v-other", map[string]any{"namespace": ks, "name": "taken", "uid": "someone-else"})
 	volume("pv-elsewhere", "v-elsewhere", map[string]any{"namespace": "prod-ws1-1", "name": "data"})
 	withObjects(t, l, objs...)
-	rep, err := l.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(rep, plan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := scanAndPlan(t, l)
 	retained := map[string]bool{}
 	for _, s := range p.Single().Steps {
 		if s.Action == api.ActionRetain {
@@ -118,14 +126,7 @@ func TestWorkspaceOwnedNamespacesOn41(t *testing.T) {
 		t.Fatal("the ks41 recording has no namespace of workspace ws1")
 	}
 	withObjects(t, l, ws)
-	rep, err := l.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(rep, plan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := scanAndPlan(t, l)
 	detached, wsDeleted := map[string]int{}, -1
 	for i, s := range p.Single().Steps {
 		switch {
@@ -184,14 +185,7 @@ func TestGrantsOfRemovedRoles(t *testing.T) {
 		binding("anon-grant", role, anonymous, unauthenticated),
 		binding("person-grant", role, person, anonymous),
 		binding("anon-view", "view", anonymous))
-	rep, err := l.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(rep, plan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep, p := scanAndPlan(t, l)
 	deleted := map[string]api.Phase{}
 	roleWave, grantWave := -1, -1
 	for _, s := range p.Single().Steps {
