@@ -176,6 +176,10 @@ type grant struct {
 // go in the disarm phase, before any role: the role is their evidence, and
 // a resumed apply must find it again.
 func grantsOfRemovedRoles(f *Footprint) []grant {
+	roles := map[string]*inventory.Object{}
+	for _, r := range f.Inv.OfKind("rbac.authorization.k8s.io", "ClusterRole") {
+		roles[r.GetName()] = r
+	}
 	var out []grant
 	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
 		for _, b := range f.Inv.OfKind("rbac.authorization.k8s.io", kind) {
@@ -186,12 +190,7 @@ func grantsOfRemovedRoles(f *Footprint) []grant {
 			if ref["kind"] != "ClusterRole" {
 				continue
 			}
-			var role *inventory.Object
-			for _, r := range f.Inv.OfKind("rbac.authorization.k8s.io", "ClusterRole") {
-				if r.GetName() == ref["name"] {
-					role = r
-				}
-			}
+			role := roles[ref["name"]]
 			if role == nil || f.member[role.GetUID()] == nil {
 				continue
 			}
