@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/release"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -225,7 +226,7 @@ func finalizers(b *builder, fp *footprint.Footprint) {
 		if !inventory.Unfinalized(ns) || (ns.GetDeletionTimestamp() != nil && !fp.SystemNamespaces[ns.GetName()]) {
 			continue
 		}
-		b.add(api.PhaseDetach, api.ActionFinalize, ns.Ref(), fmt.Sprintf("put back the %q finalizer: without it a delete leaves its %d objects in etcd", inventory.FinalizerKubernetes, holds[ns.GetName()].Count()), nil)
+		b.add(api.PhaseDetach, api.ActionFinalize, ns.Ref(), fmt.Sprintf("put back the %q finalizer: without it a delete leaves its %d objects in etcd", corev1.FinalizerKubernetes, holds[ns.GetName()].Count()), nil)
 	}
 }
 
@@ -249,13 +250,7 @@ func start(r *scan.Result) *builder {
 	}
 	for ph, ms := range b.members {
 		r := rule(ph)
-		sort.SliceStable(ms, func(i, j int) bool {
-			ci, cj := r.categoryRank(ms[i].Category), r.categoryRank(ms[j].Category)
-			if ci != cj {
-				return ci < cj
-			}
-			return r.Order.of(ms[i].Obj) < r.Order.of(ms[j].Obj)
-		})
+		sort.SliceStable(ms, func(i, j int) bool { return r.wave(ms[i]) < r.wave(ms[j]) })
 	}
 	b.add(api.PhasePreflight, api.ActionVerify, b.kubeSystem, "the cluster is the one planned (kube-system UID), and the plan is current", nil)
 

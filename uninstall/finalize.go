@@ -7,10 +7,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/journal"
-	"github.com/ks-clean/ks-clean/scan/inventory"
 )
 
 // A namespace without the `kubernetes` finalizer (spec.finalizers) is
@@ -28,7 +28,7 @@ import (
 type UnfinalizedError struct{ Namespace string }
 
 func (e *UnfinalizedError) Error() string {
-	return fmt.Sprintf("namespace %s is Terminating without its %q finalizer: this write would remove it, and what it still holds would stay in etcd; putting the finalizer back would delete that. Left alone: copy out what you need, then delete it yourself", e.Namespace, inventory.FinalizerKubernetes)
+	return fmt.Sprintf("namespace %s is Terminating without its %q finalizer: this write would remove it, and what it still holds would stay in etcd; putting the finalizer back would delete that. Left alone: copy out what you need, then delete it yourself", e.Namespace, corev1.FinalizerKubernetes)
 }
 
 func hasKubernetesFinalizer(ns *corev1.Namespace) bool {
@@ -96,17 +96,7 @@ func (x *executor) protects(uid string) bool {
 // removed the finalizer (it waits for metadata finalizers), or it was wiped
 // (KubeSphere 4.1's hook) and deleted with its content: an update that
 // leaves no metadata finalizer removes it at once.
-func terminatingUnfinalized(ns map[string]any) bool {
-	meta, _ := ns["metadata"].(map[string]any)
-	if meta == nil || meta["deletionTimestamp"] == nil {
-		return false
-	}
-	spec, _ := ns["spec"].(map[string]any)
-	fins, _ := spec["finalizers"].([]any)
-	for _, f := range fins {
-		if f == corev1.FinalizerKubernetes {
-			return false
-		}
-	}
-	return true
+func terminatingUnfinalized(ns *unstructured.Unstructured) bool {
+	fins, _, _ := unstructured.NestedStringSlice(ns.Object, "spec", "finalizers")
+	return ns.GetDeletionTimestamp() != nil && !slices.Contains(fins, string(corev1.FinalizerKubernetes))
 }

@@ -464,6 +464,7 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 	// finalizers, then delete) run in order, different objects
 	// concurrently.
 	var waves [][][]*api.Step
+	wave := 0
 	byKey := map[string]int{}
 	var waits []*api.Step
 	for _, s := range steps {
@@ -471,8 +472,8 @@ func (x *executor) runPhase(ctx context.Context, ph api.Phase) error {
 			waits = append(waits, s)
 			continue
 		}
-		if len(waves) == 0 || s.Wave != waves[len(waves)-1][0][0].Wave {
-			waves = append(waves, nil)
+		if len(waves) == 0 || s.Wave != wave {
+			waves, wave = append(waves, nil), s.Wave
 			byKey = map[string]int{}
 		}
 		groups := &waves[len(waves)-1]

@@ -153,7 +153,7 @@ func (x *executor) patch(s *api.Step) (outcome, error) {
 	if rm == nil {
 		rm = &api.Removal{}
 	}
-	if isNamespace(s) && terminatingUnfinalized(cur.Object) {
+	if isNamespace(s) && terminatingUnfinalized(cur) {
 		// Without the kubernetes finalizer, an update that leaves no
 		// metadata finalizer removes a Terminating namespace at once, its
 		// content left in etcd. KubeSphere's own gets the finalizer back

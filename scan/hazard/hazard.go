@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
@@ -418,11 +419,11 @@ func unfinalizedNamespaces(f *footprint.Footprint) []api.Finding {
 		var msg string
 		switch {
 		case ns.GetDeletionTimestamp() != nil && !ours:
-			msg = fmt.Sprintf("namespace %s is Terminating without its %q finalizer (spec.finalizers): the next update or delete of it removes it and leaves its %d objects in etcd, and putting the finalizer back would delete them. The plan never writes to it; copy out what you need first", name, inventory.FinalizerKubernetes, n)
+			msg = fmt.Sprintf("namespace %s is Terminating without its %q finalizer (spec.finalizers): the next update or delete of it removes it and leaves its %d objects in etcd, and putting the finalizer back would delete them. The plan never writes to it; copy out what you need first", name, corev1.FinalizerKubernetes, n)
 		case ours:
-			msg = fmt.Sprintf("namespace %s lacks its %q finalizer (spec.finalizers): a delete would leave its %d objects in etcd, to come back with the next namespace of that name. The plan puts the finalizer back before deleting it", name, inventory.FinalizerKubernetes, n)
+			msg = fmt.Sprintf("namespace %s lacks its %q finalizer (spec.finalizers): a delete would leave its %d objects in etcd, to come back with the next namespace of that name. The plan puts the finalizer back before deleting it", name, corev1.FinalizerKubernetes, n)
 		default:
-			msg = fmt.Sprintf("namespace %s lacks its %q finalizer (spec.finalizers): a delete would leave its %d objects in etcd, to come back with the next namespace of that name. The plan puts the finalizer back (it touches no data)", name, inventory.FinalizerKubernetes, n)
+			msg = fmt.Sprintf("namespace %s lacks its %q finalizer (spec.finalizers): a delete would leave its %d objects in etcd, to come back with the next namespace of that name. The plan puts the finalizer back (it touches no data)", name, corev1.FinalizerKubernetes, n)
 		}
 		if len(ns.GetLabels()) <= 1 && !ours {
 			// The hook's bare object wipes labels too, the workspace

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -40,12 +41,9 @@ func (inv *Inventory) Holds() map[string]Tally {
 	return out
 }
 
-// FinalizerKubernetes is the namespace finalizer (spec.finalizers) of
-// Kubernetes' namespace controller: it empties a deleted namespace before
-// the namespace goes.
-const FinalizerKubernetes = "kubernetes"
-
-// Unfinalized reports whether a namespace lacks FinalizerKubernetes. Such
+// Unfinalized reports whether a namespace lacks the `kubernetes` finalizer
+// (spec.finalizers) of the namespace controller, which empties a deleted
+// namespace before it goes. Such
 // a namespace, once deleted, is removed without its content: the objects
 // stay in etcd and come back with the next namespace of that name. (Only a
 // PUT to /finalize removes it; the namespace controller does so once the
@@ -55,7 +53,7 @@ func Unfinalized(ns *Object) bool {
 		return false // not read whole: nothing to tell
 	}
 	fins, _, _ := unstructured.NestedStringSlice(ns.Content.Object, "spec", "finalizers")
-	return !slices.Contains(fins, FinalizerKubernetes)
+	return !slices.Contains(fins, string(corev1.FinalizerKubernetes))
 }
 
 // Count is how many objects a namespace holds.
