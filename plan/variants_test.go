@@ -5,6 +5,7 @@ package plan_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -211,5 +212,59 @@ func TestGrantsOfRemovedRoles(t *testing.T) {
 	}
 	if _, err := plan.Rederive(rep.Host().Footprint, p.Single()); err != nil {
 		t.Fatalf("fresh-scan check of the plan: %v", err)
+	}
+}
+
+// A CRD of a group that is not KubeSphere's stays, but when the cluster
+// shows KubeSphere used it (KubeSphere's label, as 4.x charts set it; a
+// FederatedTypeConfig federating it, as the 3.x installer made), a
+// kept-shared-type finding names it, with its instances and how to remove
+// it. A CRD with neither is not named: nothing ties it to KubeSphere.
+func TestSharedTypesNamed(t *testing.T) {
+	crd := func(name string, labels map[string]any) map[string]any {
+		md := map[string]any{"name": name, "uid": name + "-uid"}
+		if labels != nil {
+			md["labels"] = labels
+		}
+		return map[string]any{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": md}
+	}
+	for _, tc := range []struct {
+		recording string
+		objs      []map[string]any
+		named     string
+	}{
+		{"incident", []map[string]any{crd("applications.app.k8s.io", nil),
+			{"apiVersion": "core.kubefed.io/v1beta1", "kind": "FederatedTypeConfig",
+				"metadata": map[string]any{"name": "applications.app.k8s.io", "namespace": "kube-federation-system", "uid": "ftc-uid"}}},
+			"applications.app.k8s.io"},
+		{"ks41", []map[string]any{crd("volumesnapshots.snapshot.storage.k8s.io", map[string]any{"kubesphere.io/resource-served": "true"}),
+			crd("widgets.example.com", nil)},
+			"volumesnapshots.snapshot.storage.k8s.io"},
+	} {
+		t.Run(tc.recording, func(t *testing.T) {
+			l := load(t, tc.recording)
+			withObjects(t, l, tc.objs...)
+			_, p := scanAndPlan(t, l)
+			named := map[string]string{}
+			for _, f := range p.Single().Findings {
+				for _, o := range f.Objects {
+					if o.Kind == "CustomResourceDefinition" {
+						named[o.Name] = f.ID + ": " + f.Message
+					}
+				}
+			}
+			msg := named[tc.named]
+			if !strings.HasPrefix(msg, "kept-shared-type") || !strings.Contains(msg, "kubectl delete crd "+tc.named) {
+				t.Errorf("CRD %s: finding %q; want kept-shared-type with how to remove it", tc.named, msg)
+			}
+			if m, ok := named["widgets.example.com"]; ok {
+				t.Errorf("a CRD nothing ties to KubeSphere is named: %s", m)
+			}
+			for _, s := range p.Single().Steps {
+				if s.Target.Kind == "CustomResourceDefinition" && (s.Target.Name == tc.named || s.Target.Name == "widgets.example.com") {
+					t.Errorf("the plan changes CRD %s (%s)", s.Target.Name, s.Action)
+				}
+			}
+		})
 	}
 }

@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -40,6 +45,16 @@ func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 	}
 	if hit := x.protectedIn(last.Manifest, s.Target.Namespace); hit != "" {
 		return outcome{}, fmt.Errorf("release %s/%s installs protected %s; uninstalling it would delete that: take it out of the release first (helm upgrade), then run apply again", s.Target.Namespace, s.Target.Name, hit)
+	}
+	spared, err := x.spareForeign(last)
+	if err != nil {
+		return outcome{}, err
+	}
+	if len(spared) > 0 && !x.DryRun {
+		// Helm uninstalls what the stored manifest lists.
+		if err := ac.Releases.Update(last); err != nil {
+			return outcome{}, fmt.Errorf("release %s/%s: take %s out of its record before the uninstall: %w", s.Target.Namespace, s.Target.Name, strings.Join(spared, ", "), err)
+		}
 	}
 	u := action.NewUninstall(ac)
 	u.DisableHooks = !x.HelmHooks
@@ -71,7 +86,63 @@ func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 	if x.DryRun {
 		verb = "would uninstall" // Helm's dry run changes nothing
 	}
+	if len(spared) > 0 {
+		info += "; left in place, as their annotations name another release: " + strings.Join(spared, ", ")
+	}
 	return done(fmt.Sprintf("%s revision %d (hooks %s)%s", verb, last.Version, map[bool]string{true: "run", false: "skipped"}[x.HelmHooks], info)), nil
+}
+
+// spareForeign takes out of rel's manifest the objects whose own Helm
+// annotations name another release, and says which. Helm's uninstall
+// deletes what the manifest lists by kind and name, whoever owns the object
+// now: two charts render ClusterRole kube-state-metrics, a user's and
+// KubeSphere's monitoring extension. Read live, not from the plan: the
+// object can change hands after the plan was made.
+func (x *executor) spareForeign(rel *release.Release) ([]string, error) {
+	docs := releaseutil.SplitManifests(rel.Manifest)
+	keys := make([]string, 0, len(docs))
+	for k := range docs {
+		keys = append(keys, k)
+	}
+	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
+	r := kube.NewResolver(x.Clients)
+	var kept []string
+	var spared []string
+	for _, k := range keys {
+		refs := footprint.ManifestObjects(docs[k], rel.Namespace)
+		if len(refs) != 1 {
+			kept = append(kept, docs[k])
+			continue
+		}
+		o := refs[0]
+		ri, err := r.Client(o.APIVersion, o.Kind, o.Namespace)
+		if err != nil {
+			kept = append(kept, docs[k]) // not served: nothing to delete
+			continue
+		}
+		var live *unstructured.Unstructured
+		err = kube.Retry(x.writeCtx, func() (err error) {
+			live, err = ri.Get(x.writeCtx, o.Name, metav1.GetOptions{})
+			return err
+		})
+		if apierrors.IsNotFound(err) {
+			kept = append(kept, docs[k])
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("release %s/%s: read %s %s before the uninstall: %w", rel.Namespace, rel.Name, o.Kind, o.Name, err)
+		}
+		a := live.GetAnnotations()
+		if owner := a[footprint.AnnotationHelmName]; owner != "" && (owner != rel.Name || a[footprint.AnnotationHelmNS] != rel.Namespace) {
+			spared = append(spared, fmt.Sprintf("%s %s (release %s/%s)", o.Kind, strings.TrimPrefix(live.GetNamespace()+"/"+o.Name, "/"), a[footprint.AnnotationHelmNS], owner))
+			continue
+		}
+		kept = append(kept, docs[k])
+	}
+	if len(spared) > 0 {
+		rel.Manifest = strings.Join(kept, "\n---\n")
+	}
+	return spared, nil
 }
 
 // checkReleases refuses, before any write, a plan whose helm-uninstall

@@ -149,6 +149,17 @@ func (f *Footprint) Remnants(limit int) []string {
 func Classify(inv *inventory.Inventory, o Options) *Footprint {
 	f := &Footprint{Inv: inv, SystemNamespaces: map[string]bool{}, member: map[types.UID]*Member{}, kept: map[types.UID]bool{}, HostName: "host"}
 	compReleases, compNamespaces := installedComponents(inv)
+	extReleases, extNamespaces := installedExtensions(inv)
+	for k, why := range extReleases {
+		if compReleases[k] == "" {
+			compReleases[k] = why
+		}
+	}
+	for k, why := range extNamespaces {
+		if compNamespaces[k] == "" {
+			compNamespaces[k] = why
+		}
+	}
 
 	// System namespaces: KubeSphere's and KubeFed's own, and those
 	// extensions were installed into. Namespaces the installer created for
@@ -171,7 +182,7 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 		case IsSystemNamespaceName(n) || extNS[n]:
 			f.SystemNamespaces[n] = true
 			f.add(ns, CatNamespace, "namespace KubeSphere/KubeFed created for itself")
-		case compNamespaces[n] != "" && ns.GetLabels()[LabelWorkspace] == LabelSystemWorkspace:
+		case compNamespaces[n] != "" && (ns.GetLabels()[LabelWorkspace] == LabelSystemWorkspace || extNamespaces[n] != ""):
 			candidates = append(candidates, ns)
 		default:
 			users = append(users, ns)
@@ -191,12 +202,12 @@ func Classify(inv *inventory.Inventory, o Options) *Footprint {
 				// stay too.
 				kept := f.dropComponentReleases(n, compReleases)
 				users = append(users, ns)
-				f.keep(ns, KeptNamespace, fmt.Sprintf("the installer created it for %s, but it holds objects nothing ties to KubeSphere (%s), which may depend on what runs there: kept, with %s",
+				f.keep(ns, KeptNamespace, fmt.Sprintf("KubeSphere installed into it (%s), but it holds objects nothing ties to KubeSphere (%s), which may depend on what runs there: kept, with %s",
 					compNamespaces[n], describeSome(foreign, 5), orNone(kept, "no KubeSphere release in it")))
 				continue
 			}
 			f.SystemNamespaces[n] = true
-			f.add(ns, CatNamespace, "namespace the installer created for "+compNamespaces[n]+" (its ClusterConfiguration, its label), holding only KubeSphere's objects")
+			f.add(ns, CatNamespace, "namespace KubeSphere installed into ("+compNamespaces[n]+"), holding only KubeSphere's objects")
 		}
 	}
 	f.UserNamespaces = users

@@ -2,6 +2,7 @@ package footprint
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -283,12 +284,50 @@ func (f *Footprint) classifyCRD(crd *inventory.Object) {
 		theirs = " (others': " + describeSome(others, 5) + ")"
 	}
 	why := f.helmReason(crd)
+	remove := fmt.Sprintf("; once nothing uses it, `kubectl delete crd %s` removes it", crd.GetName())
 	switch {
 	case why != "" && len(others) == 0:
 		f.add(crd, CatCRD, fmt.Sprintf("custom resource type %s; all %d instances go", why, len(instances)))
 	case why != "":
 		f.keep(crd, KeptSharedType, fmt.Sprintf("type %s, but %d of its %d instances are not KubeSphere's%s: the type stays with them; KubeSphere's go", why, len(others), len(instances), theirs))
+	case f.usedType(crd) != "":
+		// KubeSphere's charts applied it (their crds/ folders are in no
+		// release's manifest), but the group is everyone's: other tools
+		// apply the same type, and may need it to exist.
+		f.keep(crd, KeptSharedType, fmt.Sprintf("%s, but group %s is not KubeSphere's and other tools install the same type; %d instances, %d of them KubeSphere's (they go)%s: it stays%s", f.usedType(crd), grp, len(instances), going, theirs, remove))
 	case going > 0:
-		f.keep(crd, KeptSharedType, fmt.Sprintf("KubeSphere had %d of its %d instances (they go), but nothing in the cluster says the type is KubeSphere's%s: it stays", going, len(instances), theirs))
+		f.keep(crd, KeptSharedType, fmt.Sprintf("KubeSphere had %d of its %d instances (they go), but nothing in the cluster says the type is KubeSphere's%s: it stays%s", going, len(instances), theirs, remove))
 	}
+}
+
+// usedType says how the cluster shows KubeSphere or KubeFed used a
+// type: KubeSphere's label on its CRD (4.x charts), or a FederatedTypeConfig
+// that federates it (3.x installer), or "".
+func (f *Footprint) usedType(crd *inventory.Object) string {
+	if l := kubeSphereLabel(crd); l != "" {
+		return "labelled " + l + " by KubeSphere"
+	}
+	for _, ftc := range f.Inv.OfKind("core.kubefed.io", "FederatedTypeConfig") {
+		if ftc.GetName() == crd.GetName() {
+			return "federated by KubeFed's FederatedTypeConfig " + ftc.GetNamespace() + "/" + ftc.GetName()
+		}
+	}
+	return ""
+}
+
+// kubeSphereLabel is the first (sorted) label key of KubeSphere's own
+// domains an object carries, or "".
+func kubeSphereLabel(o *inventory.Object) string {
+	var keys []string
+	for k := range o.GetLabels() {
+		domain, _, found := strings.Cut(k, "/")
+		if found && (domain == "kubesphere.io" || strings.HasSuffix(domain, ".kubesphere.io")) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	slices.Sort(keys)
+	return keys[0]
 }

@@ -94,3 +94,20 @@ func TestRulesDoc(t *testing.T) {
 		names[r.Name] = true
 	}
 }
+
+// An object whose release annotations name a release that is not
+// KubeSphere's is not taken because a footprint release's manifest lists
+// the same name: two charts render ClusterRole kube-state-metrics.
+func TestHelmOwnerOverManifest(t *testing.T) {
+	f := &Footprint{releases: map[string]bool{"kubesphere-monitoring-system/whizard-monitoring-agent": true},
+		inRelease: map[string]string{manifestKey("", "ClusterRole", "", "kube-state-metrics"): "kubesphere-monitoring-system/whizard-monitoring-agent"}}
+	users := object("ClusterRole", "kube-state-metrics", nil)
+	users.SetAnnotations(map[string]string{AnnotationHelmName: "kube-prometheus-stack", AnnotationHelmNS: "monitoring"})
+	if why := f.helmReason(users); why != "" {
+		t.Errorf("a user's release's ClusterRole: %q, want no evidence", why)
+	}
+	unmarked := object("ClusterRole", "kube-state-metrics", nil)
+	if why := f.helmReason(unmarked); !strings.Contains(why, "manifest") {
+		t.Errorf("an unannotated ClusterRole the manifest lists: %q, want the manifest as evidence", why)
+	}
+}

@@ -20,7 +20,7 @@ func (f *Footprint) foreign(objs []*inventory.Object) []*inventory.Object {
 	made := map[string]bool{"ServiceAccount default": true, "ConfigMap kube-root-ca.crt": true}
 	var claimPrefixes []string
 	for _, o := range objs {
-		if !(IsFootprintGroup(o.Resource.GVR.Group) || f.helmReason(o) != "" || f.releaseRecord(o)) {
+		if !(IsFootprintGroup(o.Resource.GVR.Group) || f.helmReason(o) != "" || f.releaseRecord(o) || o.GetLabels()[LabelExtensionRef] != "") {
 			continue
 		}
 		ours[o.GetUID()] = true

@@ -15,9 +15,10 @@ import (
 )
 
 // helmReason: the object belongs to a footprint Helm release, by its
-// release annotations or by the release's manifest; or its annotations
-// name a release in a namespace KubeSphere/KubeFed create for themselves
-// (the record can be gone with its namespace, the object not).
+// release annotations or, when it has none, by the release's manifest; or
+// its annotations name a release in a namespace KubeSphere/KubeFed create
+// for themselves (the record can be gone with its namespace, the object
+// not).
 func (f *Footprint) helmReason(obj *inventory.Object) string {
 	if owner := helmOwner(obj); owner != "" {
 		if f.releases[owner] {
@@ -26,6 +27,10 @@ func (f *Footprint) helmReason(obj *inventory.Object) string {
 		if ns, _, _ := strings.Cut(owner, "/"); IsSystemNamespaceName(ns) {
 			return "of Helm release " + owner + " (its namespace is KubeSphere's/KubeFed's)"
 		}
+		// The object says another release owns it: a footprint manifest
+		// listing the same name (two charts render kube-state-metrics) is
+		// not evidence against that.
+		return ""
 	}
 	if rel := f.inRelease[objectKey(obj)]; rel != "" {
 		return "listed in the manifest of Helm release " + rel
@@ -189,6 +194,57 @@ func installedComponents(inv *inventory.Inventory) (releases, namespaces map[str
 		}
 	}
 	return releases, namespaces
+}
+
+// installedExtensions finds KubeSphere 4.x extensions where the host's
+// records (InstallPlans, Extensions) do not say where they are: on a
+// member, or after the official uninstall deleted the records' CRDs. The
+// InstallPlan controller labels an extension's target namespace
+// kubesphere.io/extension-ref, and its post-renderer labels every object
+// of the release's manifest so; Helm stores the post-rendered manifest. It
+// returns the releases ("namespace/name") and namespaces, each mapped to
+// its evidence.
+func installedExtensions(inv *inventory.Inventory) (releases, namespaces map[string]string) {
+	releases, namespaces = map[string]string{}, map[string]string{}
+	for _, ns := range inv.OfKind("", "Namespace") {
+		if x := ns.GetLabels()[LabelExtensionRef]; x != "" && !api.KubernetesNamespaces[ns.GetName()] {
+			why := "its label " + LabelExtensionRef + "=" + x
+			namespaces[ns.GetName()] = why
+			releases[ns.GetName()+"/"+x], releases[ns.GetName()+"/"+x+"-agent"] = why, why
+		}
+	}
+	for _, r := range inv.Releases {
+		if x := extensionOfManifest(r.Manifest); x != "" && !api.KubernetesNamespaces[r.Namespace] {
+			why := "Helm release " + r.Name + ", whose manifest labels every object " + LabelExtensionRef + "=" + x
+			releases[r.Namespace+"/"+r.Name] = why
+			if namespaces[r.Namespace] == "" {
+				namespaces[r.Namespace] = why
+			}
+		}
+	}
+	return releases, namespaces
+}
+
+// extensionOfManifest is the extension every object of a manifest is
+// labelled with, or "" when one is not (or the manifest is empty).
+func extensionOfManifest(manifest string) string {
+	x := ""
+	for _, m := range releaseutil.SplitManifests(manifest) {
+		var head struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(m), &head); err != nil {
+			return ""
+		}
+		v := head.Metadata.Labels[LabelExtensionRef]
+		if v == "" || (x != "" && v != x) {
+			return ""
+		}
+		x = v
+	}
+	return x
 }
 
 // releaseRecord: a Helm release record (Secret) of a footprint release.

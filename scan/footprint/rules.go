@@ -43,12 +43,12 @@ func kind(group string, kinds ...string) func(*inventory.Object) bool {
 var Rules = []Rule{
 	{
 		Name: "system-namespace", What: "a namespace, whole",
-		Removes: "it is one KubeSphere/KubeFed create for themselves (`kubesphere-system`, `kube-federation-system`, … a fixed list of their own names), an extension's (`InstallPlan` target, `extension-*` of an `Extension`), or one ks-installer created for a component its `ClusterConfiguration` switches on (`argocd`, `istio-system`, `kubeedge`, `gatekeeper-system`, `weave`) **and** labelled `kubesphere.io/workspace=system-workspace` **and** holding nothing but KubeSphere's objects (its releases' manifests and hooks, its groups, what they own, what Kubernetes makes for them)",
+		Removes: "it is one KubeSphere/KubeFed create for themselves (`kubesphere-system`, `kube-federation-system`, … a fixed list of their own names), an extension's (`InstallPlan` target, `extension-*` of an `Extension`); or one ks-installer created for a component its `ClusterConfiguration` switches on (`argocd`, `istio-system`, `kubeedge`, `gatekeeper-system`, `weave`) and labelled `kubesphere.io/workspace=system-workspace`, or an extension's by its own marks where no InstallPlan says so (on a member, or after the official uninstall): labelled `kubesphere.io/extension-ref`, or holding a Helm release whose manifest labels every object so; **and** holding nothing but KubeSphere's objects (its releases' manifests and hooks, its groups, objects labelled `kubesphere.io/extension-ref`, what they own, what Kubernetes makes for them)",
 		Kept:    "`kept-namespace`: named like KubeSphere's, labelled system-workspace, or a component namespace holding something else (listed); the releases in it are still uninstalled",
 	},
 	{
 		Name: "helm-release", What: "a Helm release",
-		Removes: "it lives in one of KubeSphere's/KubeFed's own namespaces, an `InstallPlan` names it, or the `ClusterConfiguration` switches on the component that installs exactly that release in exactly that namespace (`argocd/devops`, `istio-system/jaeger-operator`, …)",
+		Removes: "it lives in one of KubeSphere's/KubeFed's own namespaces, an `InstallPlan` names it, its manifest labels every object `kubesphere.io/extension-ref` (or it is `<x>`/`<x>-agent` in a namespace labelled `kubesphere.io/extension-ref=<x>`), or the `ClusterConfiguration` switches on the component that installs exactly that release in exactly that namespace (`argocd/devops`, `istio-system/jaeger-operator`, …)",
 		Kept:    "never uninstalled: `metrics-server` and `snapshot-controller` carry no such evidence (users' HPAs and VolumeSnapshots need them)",
 	},
 	{
@@ -127,6 +127,17 @@ var Rules = []Rule{
 				return CatHelm, "cluster-scoped object " + why
 			}
 			return "", ""
+		},
+	},
+	{
+		Name: "extension-object", What: "any other object outside the namespaces the teardown deletes",
+		Removes: "labelled `kubesphere.io/extension-ref`: KubeSphere's post-renderer labels every object of an extension's release so, also those it puts into other namespaces (whizard-monitoring's Services in `kube-system`)",
+		applies: func(o *inventory.Object) bool { return o.GetLabels()[LabelExtensionRef] != "" },
+		reason: func(f *Footprint, o *inventory.Object) (Category, string) {
+			if f.SystemNamespaces[o.GetNamespace()] {
+				return "", "" // goes with its namespace
+			}
+			return CatHelm, "object of KubeSphere extension " + o.GetLabels()[LabelExtensionRef] + " (its label " + LabelExtensionRef + ")"
 		},
 	},
 	{

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -53,6 +54,23 @@ var (
 		"ks-3.4.1/devops.yaml", "ks-3.4.1/argocd.yaml", "ks-3.4.1/servicemesh.yaml", "ks-3.4.1/openpitrix.yaml",
 		"ks-3.4.1/edgeruntime.yaml", "ks-3.4.1/gatekeeper.yaml", "ks-3.4.1/kubefed.yaml",
 		"ks-3.4.1/federated-types.yaml", "ks-3.4.1/network-topology.yaml",
+	}
+	// KS413HostFiles are a 4.1.3 host with four extensions, their agents
+	// placed on the host too, and the records KubeSphere's controllers keep
+	// for them (README-ks-4.1.x.md, "Which cluster each file goes to").
+	KS413HostFiles = []string{
+		"ks-4.1.3/ks-core.yaml",
+		"ks-4.1.3-extensions/whizard-telemetry.yaml", "ks-4.1.3-extensions/whizard-monitoring.yaml",
+		"ks-4.1.3-extensions/network.yaml", "ks-4.1.3-extensions/storage-utils.yaml",
+		"ks-4.1.3-extensions/whizard-monitoring-agent.host.yaml", "ks-4.1.3-extensions/network-agent.host.yaml",
+		"ks-4.1.3-extensions/storage-utils-agent.host.yaml", "ks-4.1.3-extensions/records.yaml",
+	}
+	// KS413MemberFiles are a 4.1.3 member: ks-core installed by the host as
+	// ks-agent, and the extensions' agents.
+	KS413MemberFiles = []string{
+		"ks-4.1.3-member/ks-core.yaml", "ks-4.1.3-member/namespace-labels.yaml",
+		"ks-4.1.3-extensions/whizard-monitoring-agent.yaml", "ks-4.1.3-extensions/network-agent.yaml",
+		"ks-4.1.3-extensions/storage-utils-agent.yaml", "ks-4.1.3-extensions/records-agent.yaml",
 	}
 )
 
@@ -130,6 +148,12 @@ var fileNamespaces = map[string]string{
 	"gpu-monitoring.yaml": "kubesphere-monitoring-system", "alerting.yaml": "kubesphere-monitoring-system",
 	"devops.yaml": "kubesphere-devops-system", "argocd.yaml": "argocd", "servicemesh.yaml": "istio-system",
 	"edgeruntime.yaml": "kubeedge", "gatekeeper.yaml": "gatekeeper-system", "network-topology.yaml": "weave",
+	// 4.1.3 extensions: each release's target namespace
+	"whizard-telemetry.yaml": "extension-whizard-telemetry", "whizard-monitoring.yaml": "kubesphere-monitoring-system",
+	"whizard-monitoring-agent.yaml": "kubesphere-monitoring-system", "whizard-monitoring-agent.host.yaml": "kubesphere-monitoring-system",
+	"network.yaml": "extension-network", "network-agent.yaml": "extension-network", "network-agent.host.yaml": "extension-network",
+	"storage-utils.yaml": "extension-storage-utils", "storage-utils-agent.yaml": "extension-storage-utils",
+	"storage-utils-agent.host.yaml": "extension-storage-utils",
 }
 
 // ReleaseNamespace is where a real install puts the objects of file whose
@@ -291,13 +315,34 @@ func Parse(files ...string) ([]Doc, error) {
 // a CRD never established); objects the apiserver refuses for their content
 // are in Loaded.Failed.
 func Load(ctx context.Context, s *fixture.Seeder, files ...string) (*Loaded, error) {
-	return LoadStaged(ctx, s, nil, files...)
+	return LoadWith(ctx, s, LoadOptions{}, files...)
 }
 
 // LoadStaged is Load with a step run just before the webhook configurations
 // are created: what KubeSphere's controllers make at run time is seeded
 // there, while the fail-closed webhooks do not refuse it yet.
 func LoadStaged(ctx context.Context, s *fixture.Seeder, beforeWebhooks func(context.Context) error, files ...string) (*Loaded, error) {
+	return LoadWith(ctx, s, LoadOptions{BeforeWebhooks: beforeWebhooks}, files...)
+}
+
+// LoadOptions change how LoadWith loads the files.
+type LoadOptions struct {
+	// BeforeWebhooks runs just before the webhook configurations are
+	// created (see LoadStaged).
+	BeforeWebhooks func(context.Context) error
+	// NoHelm loads the files as they are: without the marks and release
+	// records Helm adds to what it installs. Evidence must then come from
+	// the objects alone.
+	NoHelm bool
+	// Replace names documents the test stands its own object in for (a
+	// user's object of the same name): they are not created, and recorded
+	// in Skipped, but their release's manifest still lists them, as when
+	// two releases render one name.
+	Replace func(Doc) bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(ctx context.Context, s *fixture.Seeder, o LoadOptions, files ...string) (*Loaded, error) {
 	docs, err := Parse(files...)
 	if err != nil {
 		return nil, err
@@ -385,7 +430,13 @@ func LoadStaged(ctx context.Context, s *fixture.Seeder, beforeWebhooks func(cont
 				// and keep the recorded Ref exact.
 				d.Obj.SetNamespace("")
 			}
-			releases.adopt(d)
+			if !o.NoHelm {
+				releases.adopt(d)
+			}
+			if o.Replace != nil && o.Replace(d) {
+				l.Skipped = append(l.Skipped, Skip{Doc: d, Reason: "replaced by the test's own object"})
+				continue
+			}
 			ok[i] = append(ok[i], d)
 		}
 	}
@@ -395,8 +446,8 @@ func LoadStaged(ctx context.Context, s *fixture.Seeder, beforeWebhooks func(cont
 	if err := releases.write(ctx, s, l); err != nil {
 		return l, err
 	}
-	if beforeWebhooks != nil {
-		if err := beforeWebhooks(ctx); err != nil {
+	if o.BeforeWebhooks != nil {
+		if err := o.BeforeWebhooks(ctx); err != nil {
 			return l, fmt.Errorf("before webhooks: %w", err)
 		}
 	}
@@ -406,11 +457,23 @@ func LoadStaged(ctx context.Context, s *fixture.Seeder, beforeWebhooks func(cont
 	return l, nil
 }
 
-// mergeLabels adds a labels-only Namespace document's labels to the
-// namespace, which must exist.
+// mergeLabels adds a Namespace document's labels, annotations and
+// finalizers to the namespace (what hooks and controllers add to namespaces
+// that exist), creating it first when nothing else did.
 func (l *Loaded) mergeLabels(ctx context.Context, s *fixture.Seeder, d Doc) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		ns, err := s.Kube.CoreV1().Namespaces().Get(ctx, d.Obj.GetName(), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			bare := &unstructured.Unstructured{}
+			bare.SetAPIVersion("v1")
+			bare.SetKind("Namespace")
+			bare.SetName(d.Obj.GetName())
+			if _, err = s.Create(ctx, fixture.Footprint, bare); err != nil {
+				return err
+			}
+			l.Namespaces = append(l.Namespaces, d.Obj.GetName())
+			ns, err = s.Kube.CoreV1().Namespaces().Get(ctx, d.Obj.GetName(), metav1.GetOptions{})
+		}
 		if err != nil {
 			return err
 		}
@@ -419,6 +482,17 @@ func (l *Loaded) mergeLabels(ctx context.Context, s *fixture.Seeder, d Doc) erro
 		}
 		for k, v := range d.Obj.GetLabels() {
 			ns.Labels[k] = v
+		}
+		for k, v := range d.Obj.GetAnnotations() {
+			if ns.Annotations == nil {
+				ns.Annotations = map[string]string{}
+			}
+			ns.Annotations[k] = v
+		}
+		for _, f := range d.Obj.GetFinalizers() {
+			if !slices.Contains(ns.Finalizers, f) {
+				ns.Finalizers = append(ns.Finalizers, f)
+			}
 		}
 		_, err = s.Kube.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
 		if err == nil {

@@ -36,6 +36,18 @@ var chartReleases = map[string]string{
 	"opensearch.yaml opensearch-dashboards":          "opensearch-dashboard",
 	"servicemesh.yaml jaeger-operator":               "jaeger-operator", "servicemesh.yaml kiali-operator": "kiali-operator",
 	"snapshot-controller.yaml snapshot-controller": "snapshot-controller",
+	// 4.1.3 extensions: the host part is release <name>, the agent part
+	// <name>-agent, on the host and on members alike
+	"whizard-telemetry.yaml whizard-telemetry":              "whizard-telemetry",
+	"whizard-monitoring.yaml whizard-monitoring":            "whizard-monitoring",
+	"whizard-monitoring-agent.yaml whizard-monitoring":      "whizard-monitoring-agent",
+	"whizard-monitoring-agent.host.yaml whizard-monitoring": "whizard-monitoring-agent",
+	"network.yaml network":                                  "network",
+	"network-agent.yaml network":                            "network-agent",
+	"network-agent.host.yaml network":                       "network-agent",
+	"storage-utils.yaml storage-utils":                      "storage-utils",
+	"storage-utils-agent.yaml storage-utils":                "storage-utils-agent",
+	"storage-utils-agent.host.yaml storage-utils":           "storage-utils-agent",
 }
 
 // releases collects, while documents are created, what each Helm release

@@ -81,6 +81,16 @@ func TestKS341Teardown(t *testing.T) {
 	if d := os.Getenv("KS_DUMP_PLAN"); d != "" {
 		_ = api.Write(d, p)
 	}
+	teardown(ctx, t, s, c, p)
+}
+
+// teardown applies p to the cluster with its controllers running and checks
+// what every teardown must leave: every user object with its UID; of the
+// footprint, only what the plan names as kept (returned, by key) or what
+// bears no trace of KubeSphere at all; no webhook or APIService without its
+// backend.
+func teardown(ctx context.Context, t *testing.T, s *fixture.Seeder, c *kube.Clients, p *api.Plan) map[string]string {
+	t.Helper()
 	st := p.Single()
 	kept := map[string]string{}
 	for _, f := range st.Findings {
@@ -156,6 +166,7 @@ func TestKS341Teardown(t *testing.T) {
 		}
 	}
 	checkBackends(ctx, t, s)
+	return kept
 }
 
 // unavailableAPIServices names the APIServices a scan found unavailable:
