@@ -46,14 +46,14 @@ func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 	if hit := x.protectedIn(last.Manifest, s.Target.Namespace); hit != "" {
 		return outcome{}, fmt.Errorf("release %s/%s installs protected %s; uninstalling it would delete that: take it out of the release first (helm upgrade), then run apply again", s.Target.Namespace, s.Target.Name, hit)
 	}
-	spared, err := x.spareForeign(last)
+	spared, unserved, err := x.spareForeign(last)
 	if err != nil {
 		return outcome{}, err
 	}
-	if len(spared) > 0 && !x.DryRun {
+	if len(spared)+len(unserved) > 0 && !x.DryRun {
 		// Helm uninstalls what the stored manifest lists.
 		if err := ac.Releases.Update(last); err != nil {
-			return outcome{}, fmt.Errorf("release %s/%s: take %s out of its record before the uninstall: %w", s.Target.Namespace, s.Target.Name, strings.Join(spared, ", "), err)
+			return outcome{}, fmt.Errorf("release %s/%s: take %s out of its record before the uninstall: %w", s.Target.Namespace, s.Target.Name, strings.Join(append(spared, unserved...), ", "), err)
 		}
 	}
 	u := action.NewUninstall(ac)
@@ -89,16 +89,20 @@ func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 	if len(spared) > 0 {
 		info += "; left in place, as their annotations name another release: " + strings.Join(spared, ", ")
 	}
+	if len(unserved) > 0 {
+		info += fmt.Sprintf("; %d objects of types no longer served (their CRDs are gone) were not asked for", len(unserved))
+	}
 	return done(fmt.Sprintf("%s revision %d (hooks %s)%s", verb, last.Version, map[bool]string{true: "run", false: "skipped"}[x.HelmHooks], info)), nil
 }
 
 // spareForeign takes out of rel's manifest the objects whose own Helm
-// annotations name another release, and says which. Helm's uninstall
+// annotations name another release, and those of types no longer served,
+// and says which. Helm's uninstall
 // deletes what the manifest lists by kind and name, whoever owns the object
 // now: two charts render ClusterRole kube-state-metrics, a user's and
 // KubeSphere's monitoring extension. Read live, not from the plan: the
 // object can change hands after the plan was made.
-func (x *executor) spareForeign(rel *release.Release) ([]string, error) {
+func (x *executor) spareForeign(rel *release.Release) (spared, unserved []string, err error) {
 	docs := releaseutil.SplitManifests(rel.Manifest)
 	keys := make([]string, 0, len(docs))
 	for k := range docs {
@@ -107,7 +111,6 @@ func (x *executor) spareForeign(rel *release.Release) ([]string, error) {
 	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
 	r := kube.NewResolver(x.Clients)
 	var kept []string
-	var spared []string
 	for _, k := range keys {
 		refs := footprint.ManifestObjects(docs[k], rel.Namespace)
 		if len(refs) != 1 {
@@ -117,7 +120,10 @@ func (x *executor) spareForeign(rel *release.Release) ([]string, error) {
 		o := refs[0]
 		ri, err := r.Client(o.APIVersion, o.Kind, o.Namespace)
 		if err != nil {
-			kept = append(kept, docs[k]) // not served: nothing to delete
+			// Not served: no such object exists to delete (the official
+			// uninstall deletes KubeSphere's CRDs before the extensions
+			// go), and Helm refuses a whole manifest it cannot map.
+			unserved = append(unserved, o.Kind+" "+strings.TrimPrefix(o.Namespace+"/"+o.Name, "/"))
 			continue
 		}
 		var live *unstructured.Unstructured
@@ -130,7 +136,7 @@ func (x *executor) spareForeign(rel *release.Release) ([]string, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("release %s/%s: read %s %s before the uninstall: %w", rel.Namespace, rel.Name, o.Kind, o.Name, err)
+			return nil, nil, fmt.Errorf("release %s/%s: read %s %s before the uninstall: %w", rel.Namespace, rel.Name, o.Kind, o.Name, err)
 		}
 		a := live.GetAnnotations()
 		if owner := a[footprint.AnnotationHelmName]; owner != "" && (owner != rel.Name || a[footprint.AnnotationHelmNS] != rel.Namespace) {
@@ -139,10 +145,10 @@ func (x *executor) spareForeign(rel *release.Release) ([]string, error) {
 		}
 		kept = append(kept, docs[k])
 	}
-	if len(spared) > 0 {
+	if len(spared)+len(unserved) > 0 {
 		rel.Manifest = strings.Join(kept, "\n---\n")
 	}
-	return spared, nil
+	return spared, unserved, nil
 }
 
 // checkReleases refuses, before any write, a plan whose helm-uninstall
