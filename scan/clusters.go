@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sort"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -25,6 +27,10 @@ const (
 	// MemberNotGiven: a record on the host reaches another cluster that was
 	// not passed as a member: only the record goes, its KubeSphere stays.
 	MemberNotGiven = "member-not-given"
+	// MemberUnreachable: a record on the host names a cluster its own
+	// credentials cannot reach, and no --member-context matches it: only
+	// the record goes, and what the host knows runs there stays.
+	MemberUnreachable = "member-unreachable"
 )
 
 // Report is a scan of one cluster, or of a host and its members.
@@ -118,18 +124,65 @@ func Run(ctx context.Context, all []Target, o Options) (*Report, error) {
 		r.Findings = append(r.Findings, match(ctx, host, m)...)
 		given[m.Cluster.UID] = true
 	}
+	matched := map[*hazard.Record]bool{}
+	for _, m := range r.Members() {
+		for _, rec := range m.HostRecords {
+			matched[rec] = true
+		}
+	}
 	for _, rec := range host.Records {
-		if rec.UID != "" && !given[rec.UID] {
+		switch {
+		case rec.Local || matched[rec]:
+		case rec.UID != "" && !given[rec.UID]:
 			r.Findings = append(r.Findings, api.Finding{
 				ID: MemberNotGiven, Severity: api.Warning,
-				Message: fmt.Sprintf("%s %s on host context %q reaches another cluster (%s, kube-system %s) that is not a --member-context: the plan deletes this record only and leaves that cluster's KubeSphere as it is; add its context with --member-context to tear it down too",
-					rec.Obj.Resource.Kind, rec.Obj.GetName(), host.Cluster.Context, rec.Endpoint, rec.UID),
+				Message: fmt.Sprintf("%s %s on host context %q reaches another cluster (%s, kube-system %s) that is not a --member-context: the plan deletes this record only and leaves that cluster's KubeSphere as it is%s; add its context with --member-context to tear it down too",
+					rec.Obj.Resource.Kind, rec.Obj.GetName(), host.Cluster.Context, rec.Endpoint, rec.UID, leftOn(host, rec)),
+				Objects: recordRefs([]*hazard.Record{rec}),
+			})
+		case rec.UID == "":
+			r.Findings = append(r.Findings, api.Finding{
+				ID: MemberUnreachable, Severity: api.Warning,
+				Message: fmt.Sprintf("%s %s on host context %q names a cluster (%s) that cannot be reached (%s), and no --member-context matches it: the plan deletes this record only and leaves that cluster's KubeSphere as it is%s; once it can be reached, tear it down with ks-clean plan --context <its context>",
+					rec.Obj.Resource.Kind, rec.Obj.GetName(), host.Cluster.Context, orUnknown(rec.Endpoint), rec.Err, leftOn(host, rec)),
 				Objects: recordRefs([]*hazard.Record{rec}),
 			})
 		}
 	}
 	hazard.SortFindings(r.Findings)
 	return r, nil
+}
+
+// leftOn says what the host's records show runs on the cluster of a
+// KubeSphere Cluster record: ks-core as a member, and the extension agents
+// its InstallPlans installed there (status.clusterSchedulingStatuses).
+// "" for other records.
+func leftOn(host *Result, rec *hazard.Record) string {
+	if rec.Obj.Resource.Kind != "Cluster" {
+		return ""
+	}
+	name := rec.Obj.GetName()
+	var agents []string
+	for _, ip := range host.Footprint.Inv.OfKind("kubesphere.io", "InstallPlan") {
+		if ip.Content == nil {
+			continue
+		}
+		st, _, _ := unstructured.NestedMap(ip.Content.Object, "status", "clusterSchedulingStatuses", name)
+		rel, _ := st["releaseName"].(string)
+		ns, _ := st["targetNamespace"].(string)
+		if rel != "" {
+			agents = append(agents, "Helm release "+ns+"/"+rel)
+		}
+	}
+	sort.Strings(agents)
+	return fmt.Sprintf(" (the host's records show there: KubeSphere as a member%s)", strings.Join(append([]string{""}, agents...), ", "))
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "endpoint unknown"
+	}
+	return s
 }
 
 // match finds the host's records of a member: by the kube-system UID each

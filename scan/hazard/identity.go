@@ -31,8 +31,8 @@ type Record struct {
 	UID string
 	// Err says why the identity was not verified.
 	Err string
-	// Local is set for the host's own Cluster record, which carries no
-	// credentials: it is this cluster by definition.
+	// Local is set for the host's own Cluster record (by its label): it is
+	// this cluster by definition, whatever credentials it carries.
 	Local bool
 
 	cfg *rest.Config
@@ -112,7 +112,10 @@ func clusterRecords(inv *inventory.Inventory, hostName string) []*Record {
 		r := &Record{Obj: o}
 		r.Endpoint, _, _ = unstructured.NestedString(o.Content.Object, "spec", "connection", "kubernetesAPIEndpoint")
 		kc, _, _ := unstructured.NestedString(o.Content.Object, "spec", "connection", "kubeconfig")
-		if _, host := o.GetLabels()["cluster-role.kubesphere.io/host"]; host && kc == "" {
+		// The host's own record is known by its label: a 4.1 host writes
+		// a kubeconfig into it too (ks-controller-manager, on every
+		// resync), and its credentials are not used.
+		if _, host := o.GetLabels()["cluster-role.kubesphere.io/host"]; host {
 			r.Local, r.UID = true, inv.KubeSystemUID
 			out = append(out, r)
 			continue
