@@ -3,6 +3,8 @@ package uninstall_test
 import (
 	"context"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,4 +139,41 @@ func TestWipedNamespaceFinalizerPutBack(t *testing.T) {
 	if len(back) > 0 {
 		t.Fatalf("a namespace made again as %s holds %d objects of the old one, left in etcd: %v", fixture.KubeSphereNamespace, len(back), back)
 	}
+}
+
+// A finalizer of KubeSphere's on what a deleted namespace holds (4.x puts
+// finalizers.kubesphere.io/serviceaccount on its ServiceAccounts) is never
+// removed once its controller is stopped: apply says so and strips it as
+// soon as the namespace controller reports it, instead of waiting out the
+// finalizer timeout (here longer than the phase timeout, so a wait fails).
+func TestOrphanedFinalizersDoNotWait(t *testing.T) {
+	t.Parallel()
+	e := setup(t, "ks41")
+	ctx := context.Background()
+	held, err := e.s.Kube.CoreV1().ConfigMaps(fixture.KubeSphereNamespace).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name: "held", Finalizers: []string{"finalizers.kubesphere.io/serviceaccount"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.replan(t)
+	var mu sync.Mutex
+	var notes []string
+	res, err := e.apply(t, e.plan, uninstall.Options{FinalizerTimeout: 10 * time.Minute, PhaseTimeout: 45 * time.Second, Progress: func(ev uninstall.Event) {
+		if ev.Status == uninstall.StatusNote {
+			mu.Lock()
+			notes = append(notes, ev.Detail)
+			mu.Unlock()
+		}
+	}})
+	if err != nil || res.Verification == nil || !res.Verification.OK {
+		t.Fatalf("apply: %v %+v", err, failed(res))
+	}
+	said := strings.Join(notes, "; ")
+	if !strings.Contains(said, "namespace "+fixture.KubeSphereNamespace) || !strings.Contains(said, "finalizers.kubesphere.io/serviceaccount") {
+		t.Errorf("apply's notes %q do not name the namespace and the finalizer it waited for", said)
+	}
+	if _, err := e.s.Kube.CoreV1().ConfigMaps(fixture.KubeSphereNamespace).Get(ctx, held.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ConfigMap %s/%s: %v, want it gone", fixture.KubeSphereNamespace, held.Name, err)
+	}
+	e.assertNothingLost(t)
 }

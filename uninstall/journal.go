@@ -19,6 +19,10 @@ const (
 	StatusFailed  = journal.Failed
 )
 
+// StatusNote marks a progress Event that reports what a phase's wait saw
+// and did, not a step's outcome (never journalled).
+const StatusNote = "note"
+
 // openJournal opens apply's journal in the stage's backup directory dir,
 // after checking that directory holds nothing apply did not make as it
 // makes it (api.CheckPrivateDir): the backup written next holds Secrets.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
+	"github.com/ks-clean/ks-clean/scan/footprint"
 )
 
 // PhaseBackoff spaces the checks of a phase's wait that polls (apply's
@@ -77,16 +78,20 @@ func (x *executor) waitPhase(ctx context.Context, ph api.Phase) (string, error) 
 	w := x.watch(wctx, pending)
 	delay := PhaseBackoff().DelayFunc()
 	nextPoll, stripped := start, false
-	var lastStuck time.Time
+	var lastCheck time.Time
 	stuckSince := map[string]time.Time{}
+	unblocked := map[string]bool{}
 	var failed error
 	for {
 		now := time.Now()
-		if ph == api.PhaseNamespaces && now.Sub(lastStuck) >= recheck {
-			lastStuck = now
-			if failed = x.stuckNamespaces(wctx, pending, stuckSince, w.store(namespacesGVR)); failed != nil {
-				break
+		if now.Sub(lastCheck) >= recheck {
+			lastCheck = now
+			if ph == api.PhaseNamespaces {
+				if failed = x.stuckNamespaces(wctx, pending, stuckSince, w.store(namespacesGVR)); failed != nil {
+					break
+				}
 			}
+			x.unblock(wctx, ph, pending, w, unblocked)
 		}
 		poll := !now.Before(nextPoll)
 		if pending, failed = x.stillPresent(wctx, pending, w, poll); failed != nil || len(pending) == 0 {
@@ -274,9 +279,29 @@ func (w *watches) gone(x *executor, s *api.Step) (gone, known bool) {
 	if s.Action != api.ActionDelete {
 		return false, false
 	}
+	m, exists, known := w.lookup(x, s)
+	if !known {
+		return false, false
+	}
+	return !exists || string(m.GetUID()) != s.Target.UID, true
+}
+
+// object is a delete step's target as its type's watch last saw it, or nil
+// (not watched, or not there).
+func (w *watches) object(x *executor, s *api.Step) metav1.Object {
+	m, exists, known := w.lookup(x, s)
+	if !known || !exists {
+		return nil
+	}
+	return m
+}
+
+// lookup reads a step's target from its type's watch cache; known is false
+// when the watch cannot tell.
+func (w *watches) lookup(x *executor, s *api.Step) (m metav1.Object, exists, known bool) {
 	tw := w.usable(x.targets[s.ID].gvr)
 	if tw == nil {
-		return false, false
+		return nil, false, false
 	}
 	key := s.Target.Name
 	if s.Target.Namespace != "" {
@@ -284,16 +309,15 @@ func (w *watches) gone(x *executor, s *api.Step) (gone, known bool) {
 	}
 	o, exists, err := tw.inf.GetStore().GetByKey(key)
 	if err != nil {
-		return false, false
+		return nil, false, false
 	}
 	if !exists {
-		return true, true
+		return nil, false, true
 	}
-	m, err := meta.Accessor(o)
-	if err != nil {
-		return false, false
+	if m, err = meta.Accessor(o); err != nil {
+		return nil, false, false
 	}
-	return string(m.GetUID()) != s.Target.UID, true
+	return m, true, true
 }
 
 // pollsAny: some pending target is not covered by a usable watch.
@@ -355,6 +379,93 @@ func (x *executor) stuckNamespaces(ctx context.Context, pending []*api.Step, sin
 		return nil
 	}
 	return &StuckError{Phase: api.PhaseNamespaces, Causes: stuck}
+}
+
+// unblock strips, as soon as the cluster shows them, the finalizers of
+// KubeSphere and KubeFed that hold up a deletion: on a target being deleted
+// that has no other, or, for a namespace, on the content the namespace
+// controller waits for (its NamespaceFinalizersRemaining condition). Their
+// controllers are stopped (quiesce) or uninstalled already, so nobody else
+// would ever remove them: waiting out FinalizerTimeout would only delay.
+// Other finalizers (pvc-protection, foregroundDeletion, a user's) are left
+// to their controllers. Each target is unblocked once, and said so.
+func (x *executor) unblock(ctx context.Context, ph api.Phase, pending []*api.Step, w *watches, done map[string]bool) {
+	nss := w.store(namespacesGVR)
+	for _, s := range pending {
+		if s.Action != api.ActionDelete || done[s.ID] {
+			continue
+		}
+		var why string
+		if isNamespace(s) {
+			if nss == nil {
+				continue
+			}
+			o, ok, _ := nss.GetByKey(s.Target.Name)
+			ns, _ := o.(*corev1.Namespace)
+			if !ok || ns == nil || string(ns.UID) != s.Target.UID {
+				continue
+			}
+			if fins := remainingFinalizers(ns); len(fins) > 0 && allFootprint(fins) {
+				why = fmt.Sprintf("namespace %s waits for finalizers %s on what it holds, whose controllers are stopped: removing them now", s.Target.Name, strings.Join(fins, ", "))
+			}
+		} else {
+			m := w.object(x, s)
+			if m == nil && w.usable(x.targets[s.ID].gvr) == nil {
+				cur, err := x.ri(s).Get(ctx, s.Target.Name, metav1.GetOptions{})
+				if err != nil {
+					continue
+				}
+				m = cur
+			}
+			if m == nil || string(m.GetUID()) != s.Target.UID || m.GetDeletionTimestamp() == nil {
+				continue
+			}
+			if fins := m.GetFinalizers(); len(fins) > 0 && allFootprint(fins) {
+				why = fmt.Sprintf("%s waits for finalizers %s, whose controllers are stopped: removing them now", s.Target, strings.Join(fins, ", "))
+			}
+		}
+		if why == "" {
+			continue
+		}
+		done[s.ID] = true
+		if x.Progress != nil {
+			x.Progress(Event{Phase: ph, Step: s, Status: StatusNote, Detail: why})
+		}
+		x.stripFinalizers(s)
+	}
+}
+
+func allFootprint(fins []string) bool {
+	for _, f := range fins {
+		if !footprint.IsFootprintFinalizer(f) {
+			return false
+		}
+	}
+	return true
+}
+
+// remainingFinalizers reads the finalizers the namespace controller says
+// the namespace's content still holds ("Some content in the namespace has
+// finalizers remaining: a in 1 resource instances, b in 2 resource
+// instances").
+func remainingFinalizers(ns *corev1.Namespace) []string {
+	for _, c := range ns.Status.Conditions {
+		if c.Type != corev1.NamespaceFinalizersRemaining || c.Status != corev1.ConditionTrue {
+			continue
+		}
+		_, list, ok := strings.Cut(c.Message, ": ")
+		if !ok {
+			return nil
+		}
+		var out []string
+		for _, part := range strings.Split(list, ", ") {
+			if f, _, ok := strings.Cut(part, " in "); ok && f != "" {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // blockedBy is the first condition by which the namespace controller says a

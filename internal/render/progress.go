@@ -85,6 +85,16 @@ func (p *Progress) Event(e uninstall.Event) {
 		p.sp.Suffix = fmt.Sprintf(" %s %d/%d", e.Phase, e.Done, e.Total)
 		p.sp.Unlock()
 	}
+	if e.Status == uninstall.StatusNote {
+		if p.sp != nil {
+			p.sp.Stop()
+		}
+		fmt.Fprintf(p.w, "  %s\n", e.Detail)
+		if p.sp != nil {
+			p.sp.Start()
+		}
+		return
+	}
 	if e.Status == uninstall.StatusFailed {
 		if p.sp != nil {
 			p.sp.Stop()
