@@ -16,7 +16,13 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -56,6 +62,13 @@ type Options struct {
 	KeepTenancy, KeepPasswords bool
 	Wait                       bool
 	Timeout                    time.Duration
+	// StuckAfter gives the install up early when a Job it made (Helm
+	// waits on hook Jobs whatever --wait says) has not progressed for this
+	// long; a Pod that cannot pull its image gives it up at once.
+	StuckAfter time.Duration
+	// Notify receives the install's progress: each Job it waits on, and
+	// why, whenever that changes.
+	Notify func(string)
 	// DryRun stops after planning the uninstall and rendering the install.
 	DryRun bool
 	// WorkDir is where the uninstall plan is saved, and its backup beside
@@ -127,7 +140,7 @@ var ErrNotClean = errors.New("the cluster is not clean after the uninstall; noth
 // DefaultOptions are the defaults of Options (the CLI's flags start from
 // them; Run fills a zero field with them).
 func DefaultOptions() Options {
-	return Options{Namespace: "kubesphere-system", Release: "ks-core", Timeout: 10 * time.Minute, Apply: uninstall.DefaultOptions()}
+	return Options{Namespace: "kubesphere-system", Release: "ks-core", Timeout: 10 * time.Minute, StuckAfter: 3 * time.Minute, Apply: uninstall.DefaultOptions()}
 }
 
 func (r *Reinstall) defaults() error {
@@ -137,6 +150,9 @@ func (r *Reinstall) defaults() error {
 	}
 	if r.Release == "" {
 		r.Release = d.Release
+	}
+	if r.StuckAfter == 0 {
+		r.StuckAfter = d.StuckAfter
 	}
 	if r.Timeout == 0 {
 		r.Timeout = d.Timeout
@@ -260,8 +276,12 @@ func (r *Reinstall) Run(ctx context.Context) (*Result, error) {
 		return res, err
 	}
 	start = time.Now()
-	rel, err := r.install(ctx, ch, vals, false)
+	rel, err := r.installWatched(ctx, ch, vals)
 	lap("install", start)
+	var stuck *InstallStuckError
+	if errors.As(err, &stuck) {
+		return res, fmt.Errorf("helm install %s/%s: %w", r.Namespace, r.Release, err)
+	}
 	if err != nil {
 		if r.Wait && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timed out")) {
 			err = fmt.Errorf("%w: its resources were not ready within --timeout %s (--wait); look at its pods (kubectl -n %s get pods), or raise --timeout", err, r.Timeout, r.Namespace)
@@ -377,6 +397,119 @@ func proveClean(ctx context.Context, t scan.Target) ([]string, error) {
 	}
 	return problems, nil
 }
+
+// installWatched installs while following the Jobs the install waits on:
+// it reports them through Notify, and when one cannot finish it stops
+// waiting, removes what the install made, and proves the cluster clean
+// again (InstallStuckError).
+func (r *Reinstall) installWatched(ctx context.Context, ch *chart.Chart, vals map[string]any) (*release.Release, error) {
+	_, err := r.Clients.Kube.CoreV1().Namespaces().Get(ctx, r.Namespace, metav1.GetOptions{})
+	nsExisted := err == nil
+	// The chart's CRDs that are not there yet: Helm installs them and never
+	// removes them, so an install given up removes them itself.
+	var newCRDs []string
+	for _, f := range ch.CRDObjects() {
+		for _, doc := range releaseutil.SplitManifests(string(f.File.Data)) {
+			var head struct {
+				Metadata struct{ Name string } `json:"metadata"`
+			}
+			if yaml.Unmarshal([]byte(doc), &head) != nil || head.Metadata.Name == "" {
+				continue
+			}
+			if _, err := r.Clients.Dynamic.Resource(crdsGVR).Get(ctx, head.Metadata.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				newCRDs = append(newCRDs, head.Metadata.Name)
+			}
+		}
+	}
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := newInstallWatch(r.Clients.Kube, r.Namespace, r.StuckAfter, r.Notify)
+	stuck := make(chan *InstallStuckError, 1)
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ictx.Done():
+				return
+			case <-t.C:
+				if e := w.check(ictx); e != nil {
+					stuck <- e
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	rel, err := r.install(ictx, ch, vals, false)
+	cancel()
+	select {
+	case e := <-stuck:
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		e.CleanupErr = r.undoInstall(ctx, nsExisted, newCRDs)
+		if e.CleanupErr == nil {
+			problems, perr := proveClean(ctx, scan.Target{Context: r.Context, Clients: r.Clients})
+			switch {
+			case perr != nil:
+				e.CleanupErr = perr
+			case len(problems) > 0:
+				e.CleanupErr = fmt.Errorf("not clean after the removal: %s", strings.Join(problems, "; "))
+			default:
+				e.Cleaned = true
+			}
+		}
+		return nil, e
+	default:
+	}
+	return rel, err
+}
+
+// undoInstall removes an install given up early: the release (without
+// hooks), the Jobs it made, the CRDs it created (seconds old: their only
+// instances are the install's), and its namespace when the install created
+// it.
+func (r *Reinstall) undoInstall(ctx context.Context, nsExisted bool, newCRDs []string) error {
+	cfg, err := kube.HelmConfig(r.Clients.Config, r.Namespace)
+	if err != nil {
+		return err
+	}
+	u := action.NewUninstall(cfg)
+	u.DisableHooks, u.IgnoreNotFound, u.Timeout = true, true, r.Timeout
+	if _, err := u.Run(r.Release); err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
+		return fmt.Errorf("helm uninstall %s/%s: %w", r.Namespace, r.Release, err)
+	}
+	bg := metav1.DeletePropagationBackground
+	if err := r.Clients.Kube.BatchV1().Jobs(r.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &bg}, metav1.ListOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the install's Jobs in %s: %w", r.Namespace, err)
+	}
+	for _, name := range newCRDs {
+		if err := r.Clients.Dynamic.Resource(crdsGVR).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete CRD %s, which the install created: %w", name, err)
+		}
+	}
+	if nsExisted {
+		return nil
+	}
+	if err := r.Clients.Kube.CoreV1().Namespaces().Delete(ctx, r.Namespace, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete namespace %s, which the install created: %w", r.Namespace, err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, undoWait, true, func(ctx context.Context) (bool, error) {
+		_, err := r.Clients.Kube.CoreV1().Namespaces().Get(ctx, r.Namespace, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s, which the install created, is not gone after %s (kubectl get ns %s -o yaml says what it waits for): %w", r.Namespace, undoWait, r.Namespace, err)
+	}
+	return nil
+}
+
+var crdsGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// undoWait bounds the wait for the namespace of an install given up: its
+// Pods get their grace period (30 s by default) to stop.
+const undoWait = 2 * time.Minute
 
 // install installs, or upgrades a release that exists (install-or-upgrade).
 func (r *Reinstall) install(ctx context.Context, ch *chart.Chart, vals map[string]any, dryRun bool) (*release.Release, error) {

@@ -87,6 +87,7 @@ Examples:
 			&cli.BoolFlag{Name: "keep-workspace-labels", Destination: &o.KeepWorkspaceLabels, Usage: "keep kubesphere.io/workspace on namespaces (see above)"},
 			&cli.BoolFlag{Name: "wait", Destination: &o.Wait, Usage: "wait for the release's resources to be ready"},
 			&cli.DurationFlag{Name: "timeout", Value: o.Timeout, Destination: &o.Timeout, Usage: "Helm install timeout"},
+			&cli.DurationFlag{Name: "install-stuck-after", Value: o.StuckAfter, Destination: &o.StuckAfter, Usage: "give the install up early (and remove it again) when a Job it waits on has not progressed for this long; an image that cannot be pulled gives it up at once"},
 			&cli.BoolFlag{Name: "dry-run", Destination: &o.DryRun, Usage: "plan the uninstall and render the install; change nothing"},
 			confirmFlag(&confirmed, "do not ask"),
 			&cli.StringFlag{Name: "work-dir", Destination: &o.WorkDir, Usage: "where the uninstall plan and its backup are written (default: a private directory of this user, see above)"},
@@ -131,6 +132,7 @@ Examples:
 			}
 			prog := render.NewProgress(c.App.ErrWriter)
 			r.Apply.Progress = prog.Event
+			r.Notify = func(m string) { fmt.Fprintf(c.App.ErrWriter, "install: %s\n", m) }
 			res, runErr := r.Run(c.Context)
 			prog.Stop()
 			if runErr != nil && res.Uninstall == nil {
