@@ -62,7 +62,9 @@ func TestInstallGivesUpOnUnpullableHook(t *testing.T) {
 	// The job controller and kubelet, modelled: a Pod for the Job, which
 	// then cannot pull its image.
 	kubeletDone := make(chan error, 1)
-	go func() { kubeletDone <- modelUnpullable(ctx, s.Kube, "kubesphere-system", "ks-core-post-patch-system-ns") }()
+	go func() {
+		kubeletDone <- modelUnpullable(ctx, s.Kube, "kubesphere-system", "ks-core-post-patch-system-ns")
+	}()
 	var mu sync.Mutex
 	var notes []string
 	r := &reinstall.Reinstall{Clients: c, Options: reinstall.Options{
