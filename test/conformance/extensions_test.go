@@ -9,108 +9,77 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/ks-clean/ks-clean/internal/kube"
-	"github.com/ks-clean/ks-clean/plan"
-	"github.com/ks-clean/ks-clean/scan"
-	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 )
-
-// TestKS413ExtensionsHostTeardown is a 4.1.3 host with four real extensions
-// (their host parts and agents, Helm's marks and release records as a real
-// install leaves them) and users who use the same shared CRDs and a
-// ClusterRole of the same generic name, torn down with the garbage
-// collector and namespace controller running.
-func TestKS413ExtensionsHostTeardown(t *testing.T) {
-	extensionsTeardown(t, KS413HostFiles, false)
-}
-
-// TestKS413ExtensionsMemberTeardown is a 4.1.3 member (ks-core as ks-agent,
-// the extension agents, the namespaces' labels and finalizers) loaded as
-// the files are, without Helm's marks: evidence must come from the objects.
-func TestKS413ExtensionsMemberTeardown(t *testing.T) {
-	extensionsTeardown(t, KS413MemberFiles, true)
-}
 
 // usersNames are the cluster-scoped objects a user's own
 // kube-prometheus-stack release holds under the names whizard-monitoring's
 // agent also renders: the user's stand in for them.
 var usersNames = map[string]bool{"ClusterRole kube-state-metrics": true, "ClusterRoleBinding kube-state-metrics": true}
 
-func extensionsTeardown(t *testing.T, files []string, noHelm bool) {
-	RequireDir(t)
-	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+// loadExtensions loads a 4.1.3 cluster with the extensions (files), beside
+// users who run their own kube-prometheus-stack (its ClusterRole and
+// binding of the names whizard-monitoring's agent renders too, which the
+// agent's release manifest still lists) and who hold instances of the
+// shared CRDs the extensions ship. noHelm loads the files as they are,
+// without Helm's marks and records. before runs just before the webhooks.
+func loadExtensions(ctx context.Context, t *testing.T, s *fixture.Seeder, files []string, noHelm bool, before func(context.Context) error) {
+	t.Helper()
 	if err := usersOwnMonitoring(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	l, err := LoadWith(ctx, s, LoadOptions{
-		NoHelm:  noHelm,
-		Replace: func(d Doc) bool { return usersNames[d.Obj.GetKind()+" "+d.Obj.GetName()] },
+		NoHelm:         noHelm,
+		BeforeWebhooks: before,
+		Replace:        func(d Doc) bool { return usersNames[d.Obj.GetKind()+" "+d.Obj.GetName()] },
 	}, files...)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		err = l.Err()
 	}
-	if err := l.Err(); err != nil {
+	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	if err := usersOfSharedTypes(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("loaded %d documents, %d Helm releases, %d label merges in %v", len(l.Docs), len(l.Releases), len(l.Merged), time.Since(start).Round(time.Millisecond))
-	if err := cp.StartControllerManager(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c, err := kube.New(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := scan.Run(ctx, []scan.Target{{Clients: c}}, scan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(rep, plan.Options{})
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	kept := teardown(ctx, t, s, c, p)
+}
 
-	// Shared CRDs stay while users have instances, and the plan names them.
+// checkExtensionsGone checks a cluster loaded by loadExtensions after its
+// teardown, beyond checkLeft: the shared CRDs stay while users have
+// instances and the plan names them; every namespace ks-core and the
+// extensions made goes; Kubernetes' own namespaces lose KubeSphere's
+// finalizer with its controller.
+func checkExtensionsGone(ctx context.Context, t *testing.T, s *fixture.Seeder, kept map[string]string, member bool) {
+	t.Helper()
 	for _, crd := range []string{"servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com", "volumesnapshots.snapshot.storage.k8s.io"} {
 		if _, err := s.APIExt.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd, metav1.GetOptions{}); err != nil {
-			t.Errorf("CRD %s, whose instances users hold: %v", crd, err)
+			t.Errorf("%s: CRD %s, whose instances users hold: %v", s.Server, crd, err)
 		}
 		if kept[key("CustomResourceDefinition", "", crd)] == "" {
-			t.Errorf("CRD %s is kept but no kept-* finding names it", crd)
+			t.Errorf("%s: CRD %s is kept but no kept-* finding names it", s.Server, crd)
 		}
 	}
-	// Every namespace the extensions and ks-core made goes.
 	for _, ns := range []string{"kubesphere-system", "kubesphere-controls-system", "kubesphere-monitoring-system", "extension-network", "extension-storage-utils", "extension-whizard-telemetry"} {
 		_, err := s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
 			t.Fatal(err)
-		case noHelm && ns == "extension-whizard-telemetry":
+		case member && ns == "extension-whizard-telemetry":
 			// not on a member
 		default:
-			t.Errorf("namespace %s is left", ns)
+			t.Errorf("%s: namespace %s is left", s.Server, ns)
 		}
 	}
-	// Kubernetes' own namespaces lose KubeSphere's finalizer with its
-	// controller, and keep the kubernetes one.
 	for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
 		n, err := s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(n.Finalizers) > 0 {
-			t.Errorf("namespace %s keeps finalizers %v, whose controller is gone", ns, n.Finalizers)
+			t.Errorf("%s: namespace %s keeps finalizers %v, whose controller is gone", s.Server, ns, n.Finalizers)
 		}
 	}
 }

@@ -92,14 +92,7 @@ func TestKS341Teardown(t *testing.T) {
 func teardown(ctx context.Context, t *testing.T, s *fixture.Seeder, c *kube.Clients, p *api.Plan) map[string]string {
 	t.Helper()
 	st := p.Single()
-	kept := map[string]string{}
-	for _, f := range st.Findings {
-		if strings.HasPrefix(f.ID, "kept-") {
-			for _, o := range f.Objects {
-				kept[key(o.Kind, o.Namespace, o.Name)] = f.ID
-			}
-		}
-	}
+	kept := keptBy(st)
 	t.Logf("plan: %d steps, %d protected, %d kept on purpose", len(st.Steps), len(st.Protected), len(kept))
 
 	applyStart := time.Now()
@@ -119,19 +112,38 @@ func teardown(ctx context.Context, t *testing.T, s *fixture.Seeder, c *kube.Clie
 	if !res.Verification.OK {
 		t.Errorf("apply's final check failed: %v", res.Verification.Problems)
 	}
+	checkLeft(ctx, t, s, kept)
+	return kept
+}
 
+// keptBy maps what a stage's kept-* findings name ("Kind ns/name") to the
+// finding.
+func keptBy(st *api.Stage) map[string]string {
+	kept := map[string]string{}
+	for _, f := range st.Findings {
+		if strings.HasPrefix(f.ID, "kept-") {
+			for _, o := range f.Objects {
+				kept[key(o.Kind, o.Namespace, o.Name)] = f.ID
+			}
+		}
+	}
+	return kept
+}
+
+// checkLeft checks a cluster after its teardown: every user object with its
+// UID; of the footprint, only what the plan names as kept or what bears no
+// trace of KubeSphere (nothing in the cluster could tell it apart from
+// anyone else's); no webhook or APIService without its backend.
+func checkLeft(ctx context.Context, t *testing.T, s *fixture.Seeder, kept map[string]string) {
+	t.Helper()
 	missing, err := s.Missing(ctx, s.Seeded.Protected)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(missing) > 0 {
-		t.Errorf("%d user objects lost or replaced (UID changed): %v", len(missing), missing)
+		t.Errorf("%s: %d user objects lost or replaced (UID changed): %v", s.Server, len(missing), missing)
 	}
 	t.Logf("%d user objects present with their UIDs", len(s.Seeded.Protected)-len(missing))
-
-	// What is left of the footprint is either named by the plan as kept,
-	// with its reason, or bears no trace of KubeSphere at all (nothing in
-	// the cluster could tell it apart from anyone else's).
 	present, err := s.Present(ctx, s.Seeded.Footprint)
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +160,7 @@ func teardown(ctx context.Context, t *testing.T, s *fixture.Seeder, c *kube.Clie
 			t.Fatal(err)
 		}
 		if trace := traceOf(o); trace != "" {
-			t.Errorf("%s is left, its %s mentions KubeSphere/KubeFed, and the plan does not list it as kept", r, trace)
+			t.Errorf("%s: %s is left, its %s mentions KubeSphere/KubeFed, and the plan does not list it as kept", s.Server, r, trace)
 		}
 		untraced[r.Kind] = append(untraced[r.Kind], name)
 	}
@@ -166,7 +178,6 @@ func teardown(ctx context.Context, t *testing.T, s *fixture.Seeder, c *kube.Clie
 		}
 	}
 	checkBackends(ctx, t, s)
-	return kept
 }
 
 // unavailableAPIServices names the APIServices a scan found unavailable:
