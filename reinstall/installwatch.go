@@ -74,8 +74,8 @@ func podCause(p *corev1.Pod) (cause string, final bool) {
 	return fmt.Sprintf("pod %s Pending on node %s", p.Name, p.Spec.NodeName), false
 }
 
-// installWatch follows the Jobs an install makes in its namespace (Helm
-// waits on hook Jobs) and their Pods.
+// installWatch follows the hook Jobs an install makes in its namespace,
+// which Helm waits on, and their Pods.
 type installWatch struct {
 	kube       kubernetes.Interface
 	ns         string
@@ -96,7 +96,9 @@ func (w *installWatch) check(ctx context.Context) *InstallStuckError {
 	err := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		return w.kube.BatchV1().Jobs(w.ns).List(ctx, o)
 	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
-		if j, ok := o.(*batchv1.Job); ok && !j.CreationTimestamp.Time.Before(w.start.Add(-time.Second)) {
+		// Helm waits on its hook Jobs (not on the chart's other Jobs:
+		// reinstall does not ask it to).
+		if j, ok := o.(*batchv1.Job); ok && j.Annotations["helm.sh/hook"] != "" && !j.CreationTimestamp.Time.Before(w.start.Add(-time.Second)) {
 			jobs = append(jobs, *j)
 		}
 		return nil

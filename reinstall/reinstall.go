@@ -443,6 +443,9 @@ func (r *Reinstall) installWatched(ctx context.Context, ch *chart.Chart, vals ma
 	}()
 	rel, err := r.install(ictx, ch, vals, false)
 	cancel()
+	if err == nil {
+		return rel, nil // it finished first: nothing to give up
+	}
 	select {
 	case e := <-stuck:
 		if ctx.Err() != nil {

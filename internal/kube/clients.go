@@ -82,10 +82,10 @@ type RequestCounter struct {
 }
 
 func (c *RequestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+	return wrapper{next: rt, fn: func(req *http.Request) (*http.Response, error) {
 		c.add(verb(req))
 		return rt.RoundTrip(req)
-	})
+	}}
 }
 
 func (c *RequestCounter) add(v string) {
@@ -157,6 +157,15 @@ func verb(req *http.Request) string {
 	return strings.ToLower(req.Method)
 }
 
-type roundTripperFunc func(*http.Request) (*http.Response, error)
+// wrapper is a RoundTripper around next. It names next
+// (utilnet.RoundTripperWrapper), so client-go can reach the transport
+// through it: to cancel a request that timed out, without logging that it
+// cannot.
+type wrapper struct {
+	next http.RoundTripper
+	fn   func(*http.Request) (*http.Response, error)
+}
 
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+func (w wrapper) RoundTrip(r *http.Request) (*http.Response, error) { return w.fn(r) }
+
+func (w wrapper) WrappedRoundTripper() http.RoundTripper { return w.next }

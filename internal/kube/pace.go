@@ -43,7 +43,7 @@ func (p *Pace) Fix() {
 }
 
 func (p *Pace) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+	return wrapper{next: rt, fn: func(req *http.Request) (*http.Response, error) {
 		if q := req.URL.Query().Get("watch"); q == "true" || q == "1" {
 			return rt.RoundTrip(req) // long-lived: never holds a slot
 		}
@@ -54,7 +54,7 @@ func (p *Pace) wrap(rt http.RoundTripper) http.RoundTripper {
 		p.Release()
 		p.observe(resp)
 		return resp, err
-	})
+	}}
 }
 
 // NewPace bounds writes in flight to at most max, starting there.
