@@ -97,11 +97,11 @@ func (x *executor) helmUninstall(s *api.Step) (outcome, error) {
 
 // spareForeign takes out of rel's manifest the objects whose own Helm
 // annotations name another release, and those of types no longer served,
-// and says which. Helm's uninstall
-// deletes what the manifest lists by kind and name, whoever owns the object
-// now: two charts render ClusterRole kube-state-metrics, a user's and
-// KubeSphere's monitoring extension. Read live, not from the plan: the
-// object can change hands after the plan was made.
+// and says which. Helm's uninstall deletes what the manifest lists by kind
+// and name, whoever owns the object now: two charts render ClusterRole
+// kube-state-metrics, a user's and KubeSphere's monitoring extension. Read
+// live, not from the plan: the object can change hands after the plan was
+// made.
 func (x *executor) spareForeign(rel *release.Release) (spared, unserved []string, err error) {
 	docs := releaseutil.SplitManifests(rel.Manifest)
 	keys := make([]string, 0, len(docs))
@@ -109,7 +109,6 @@ func (x *executor) spareForeign(rel *release.Release) (spared, unserved []string
 		keys = append(keys, k)
 	}
 	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
-	r := kube.NewResolver(x.Clients)
 	var kept []string
 	for _, k := range keys {
 		refs := footprint.ManifestObjects(docs[k], rel.Namespace)
@@ -118,7 +117,7 @@ func (x *executor) spareForeign(rel *release.Release) (spared, unserved []string
 			continue
 		}
 		o := refs[0]
-		ri, err := r.Client(o.APIVersion, o.Kind, o.Namespace)
+		ri, err := x.resolver.Client(o.APIVersion, o.Kind, o.Namespace)
 		if err != nil {
 			// Not served: no such object exists to delete (the official
 			// uninstall deletes KubeSphere's CRDs before the extensions

@@ -137,7 +137,7 @@ func (a *stage) run(ctx context.Context, targets map[string]*resolved) (*StageRe
 	}
 
 	a.Clients.Pace.SetMax(a.Concurrency)
-	x := &executor{stage: a, targets: targets, writeCtx: writeCtx, known: known}
+	x := &executor{stage: a, targets: targets, writeCtx: writeCtx, known: known, resolver: kube.NewResolver(a.Clients)}
 	if a.DryRun {
 		x.plannedHooks = a.hooksDeletedByPlan(ctx)
 	}
@@ -430,6 +430,8 @@ type executor struct {
 	*stage
 	targets  map[string]*resolved
 	writeCtx context.Context // writes in flight finish even after Ctrl-C
+	// resolver maps the kinds of release manifests (discovery, read once).
+	resolver *kube.Resolver
 	// plannedHooks (dry run only): webhook name -> configuration the plan deletes.
 	plannedHooks map[string]string
 

@@ -283,18 +283,18 @@ func (f *Footprint) classifyCRD(crd *inventory.Object) {
 	if len(others) > 0 {
 		theirs = " (others': " + describeSome(others, 5) + ")"
 	}
-	why := f.helmReason(crd)
+	why, used := f.helmReason(crd), f.usedType(crd)
 	remove := fmt.Sprintf("; once nothing uses it, `kubectl delete crd %s` removes it", crd.GetName())
 	switch {
 	case why != "" && len(others) == 0:
 		f.add(crd, CatCRD, fmt.Sprintf("custom resource type %s; all %d instances go", why, len(instances)))
 	case why != "":
 		f.keep(crd, KeptSharedType, fmt.Sprintf("type %s, but %d of its %d instances are not KubeSphere's%s: the type stays with them; KubeSphere's go", why, len(others), len(instances), theirs))
-	case f.usedType(crd) != "":
+	case used != "":
 		// KubeSphere's charts applied it (their crds/ folders are in no
 		// release's manifest), but the group is everyone's: other tools
 		// apply the same type, and may need it to exist.
-		f.keep(crd, KeptSharedType, fmt.Sprintf("%s, but group %s is not KubeSphere's and other tools install the same type; %d instances, %d of them KubeSphere's (they go)%s: it stays%s", f.usedType(crd), grp, len(instances), going, theirs, remove))
+		f.keep(crd, KeptSharedType, fmt.Sprintf("%s, but group %s is not KubeSphere's and other tools install the same type; %d instances, %d of them KubeSphere's (they go)%s: it stays%s", used, grp, len(instances), going, theirs, remove))
 	case going > 0:
 		f.keep(crd, KeptSharedType, fmt.Sprintf("KubeSphere had %d of its %d instances (they go), but nothing in the cluster says the type is KubeSphere's%s: it stays%s", going, len(instances), theirs, remove))
 	}
