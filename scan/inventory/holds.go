@@ -15,10 +15,13 @@ func (t Tally) String() string {
 	return fmt.Sprintf("%d PVCs, %d Secrets, %d ConfigMaps, %d workloads, %d other objects", t.PVCs, t.Secrets, t.ConfigMaps, t.Workloads, t.Other)
 }
 
-// Holds tallies every namespace's content.
-func (inv *Inventory) Holds() map[string]Tally {
+// Holds tallies every namespace's content, as listed (counted once, when
+// the inventory is indexed). The map is shared: read it, never write it.
+func (inv *Inventory) Holds() map[string]Tally { return inv.holds }
+
+func tally(objs []*Object) map[string]Tally {
 	out := map[string]Tally{}
-	for _, o := range inv.Objects {
+	for _, o := range objs {
 		ns := o.GetNamespace()
 		if ns == "" {
 			continue

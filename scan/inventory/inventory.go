@@ -90,6 +90,7 @@ type Inventory struct {
 
 	byUID  map[types.UID]*Object
 	byKind map[string][]*Object
+	holds  map[string]Tally
 }
 
 // ByUID finds a listed object.

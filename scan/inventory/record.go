@@ -147,4 +147,5 @@ func (inv *Inventory) index() {
 		k := obj.Resource.GVR.Group + "/" + obj.Resource.Kind
 		inv.byKind[k] = append(inv.byKind[k], obj)
 	}
+	inv.holds = tally(inv.Objects)
 }
