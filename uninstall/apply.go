@@ -109,6 +109,9 @@ type Apply struct {
 	// releases them at its end.
 	Leases map[string]*lease.Lease
 
+	// journalFault, tests only (export_test.go): an error for a journal
+	// write, as from a disk that is full or gone.
+	journalFault func(step string) error
 	noDriftCheck bool // tests only (export_test.go): the negative control
 	noGuard      bool // tests only (export_test.go): the guard's negative control
 }
@@ -258,7 +261,7 @@ func (a *Apply) stages() ([]*stage, error) {
 				o.Progress = func(e Event) { e.Stage = st.Name; a.Progress(e) }
 			}
 		}
-		out[i] = &stage{Clients: c, Plan: st, PlanPath: name, Options: o, createdAt: p.CreatedAt, planDigest: p.Digest, multi: len(p.Stages) > 1, noDriftCheck: a.noDriftCheck, noGuard: a.noGuard}
+		out[i] = &stage{Clients: c, Plan: st, PlanPath: name, Options: o, createdAt: p.CreatedAt, planDigest: p.Digest, multi: len(p.Stages) > 1, noDriftCheck: a.noDriftCheck, noGuard: a.noGuard, journalFault: a.journalFault}
 	}
 	return out, nil
 }

@@ -1,5 +1,10 @@
 package uninstall
 
+import (
+	"errors"
+	"sync"
+)
+
 // DisableDriftCheck lets the negative control run a plan that forgot to
 // detach, which the drift check would otherwise refuse.
 func DisableDriftCheck(a *Apply) { a.noDriftCheck = true }
@@ -18,3 +23,18 @@ func UseTripwire() func() {
 // PolicyServed reports whether the server has the ValidatingAdmissionPolicy
 // API the guard needs (else apply falls back to the tripwire).
 var PolicyServed = policyServed
+
+// FailJournal makes every journal write after the first n fail, as when
+// the disk fills up mid-apply.
+func FailJournal(a *Apply, n int) {
+	var mu sync.Mutex
+	a.journalFault = func(string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n > 0 {
+			n--
+			return nil
+		}
+		return errors.New("write journal: no space left on device")
+	}
+}

@@ -41,6 +41,7 @@ type stage struct {
 	multi        bool
 	noDriftCheck bool
 	noGuard      bool
+	journalFault func(step string) error
 	// lease is the cluster's, held by the apply for its whole run.
 	lease *lease.Lease
 	// journal is opened before the Lease is taken (nil in a dry run).
@@ -600,7 +601,11 @@ func (x *executor) record(s *api.Step, status, detail string) {
 	if x.journal == nil {
 		return
 	}
-	if err := x.journal.Record(s.ID, status, detail); err != nil {
+	err := x.journal.Record(s.ID, status, detail)
+	if err == nil && x.journalFault != nil {
+		err = x.journalFault(s.ID)
+	}
+	if err != nil {
 		// Unrecorded, a finished step would run again after a crash,
 		// and a resume could not be trusted: no further write.
 		x.lease.Halt(err)
