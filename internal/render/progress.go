@@ -85,27 +85,26 @@ func (p *Progress) Event(e uninstall.Event) {
 		p.sp.Suffix = fmt.Sprintf(" %s %d/%d", e.Phase, e.Done, e.Total)
 		p.sp.Unlock()
 	}
-	if e.Status == uninstall.StatusNote {
-		if p.sp != nil {
-			p.sp.Stop()
-		}
-		fmt.Fprintf(p.w, "  %s\n", e.Detail)
-		if p.sp != nil {
-			p.sp.Start()
-		}
+	switch e.Status {
+	case uninstall.StatusNote:
+		p.line("  %s", e.Detail)
 		return
-	}
-	if e.Status == uninstall.StatusFailed {
-		if p.sp != nil {
-			p.sp.Stop()
-		}
-		fmt.Fprintf(p.w, "  failed: %s\n", e.Detail)
-		if p.sp != nil {
-			p.sp.Start()
-		}
+	case uninstall.StatusFailed:
+		p.line("  failed: %s", e.Detail)
 	}
 	if e.Done == e.Total && !p.tty {
 		fmt.Fprintf(p.w, "%-11s %d/%d steps in %s\n", e.Phase, e.Done, e.Total, time.Since(p.start).Round(time.Millisecond))
+	}
+}
+
+// line prints a line of its own, the spinner stopped meanwhile.
+func (p *Progress) line(format string, a ...any) {
+	if p.sp != nil {
+		p.sp.Stop()
+	}
+	fmt.Fprintf(p.w, format+"\n", a...)
+	if p.sp != nil {
+		p.sp.Start()
 	}
 }
 

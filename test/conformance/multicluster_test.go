@@ -32,18 +32,9 @@ import (
 // One plan tears down the member, then the host, with the garbage
 // collector and namespace controller running; both are proven clean.
 func TestKS413HostAndMember(t *testing.T) {
-	RequireDir(t)
 	ctx := context.Background()
-	hcp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	mcp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	hs, err := fixture.NewSeeder(hcp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := fixture.NewSeeder(mcp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hcp, hs := emptyCluster(t)
+	mcp, ms := emptyCluster(t)
 	loadExtensions(ctx, t, ms, KS413MemberFiles, true, nil)
 	memberToken, err := ms.Token(ctx, "kubesphere-system", "kubesphere")
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/ks-clean/ks-clean/plan"
 	"github.com/ks-clean/ks-clean/scan"
 	"github.com/ks-clean/ks-clean/scan/hazard"
-	"github.com/ks-clean/ks-clean/test/controlplane"
 	"github.com/ks-clean/ks-clean/test/fixture"
 )
 
@@ -32,13 +31,8 @@ import (
 // objects — is cleaned with nothing lost and nothing left, and a namespace
 // made again under a deleted name is empty.
 func TestKS413AfterOfficialUninstall(t *testing.T) {
-	RequireDir(t)
 	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, s := emptyCluster(t)
 	// A users' namespace of workspace demo: 4.1.1–4.1.2 label each one
 	// kubesphere.io/managed, so the hook wipes it too.
 	users := []*unstructured.Unstructured{

@@ -31,13 +31,8 @@ import (
 // survives with its UID, that no webhook or APIService is left whose
 // backend is gone, and that apply ends within its phase timeouts.
 func TestKS341Teardown(t *testing.T) {
-	RequireDir(t)
 	ctx := context.Background()
-	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
-	s, err := fixture.NewSeeder(cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, s := emptyCluster(t)
 	start := time.Now()
 	l, err := LoadStaged(ctx, s, func(ctx context.Context) error { return fixture.RunTime(ctx, s, fixture.Options{}) }, KS341Files...)
 	if err != nil {
@@ -192,6 +187,20 @@ func unavailableAPIServices(rep *scan.Report) []string {
 		}
 	}
 	return out
+}
+
+// emptyCluster starts a control plane for a footprint (its controller
+// manager later: the load must not race the garbage collector) and a
+// seeder on it; it skips without the footprints folder.
+func emptyCluster(t *testing.T) (*controlplane.ControlPlane, *fixture.Seeder) {
+	t.Helper()
+	RequireDir(t)
+	cp := controlplane.StartT(t, controlplane.Options{NoControllerManager: true})
+	s, err := fixture.NewSeeder(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, s
 }
 
 func key(kind, ns, name string) string { return kind + " " + ns + "/" + name }
