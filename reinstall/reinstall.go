@@ -16,13 +16,11 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ks-clean/ks-clean/api"
 	"github.com/ks-clean/ks-clean/internal/kube"
@@ -409,15 +407,9 @@ func (r *Reinstall) installWatched(ctx context.Context, ch *chart.Chart, vals ma
 	// removes them, so an install given up removes them itself.
 	var newCRDs []string
 	for _, f := range ch.CRDObjects() {
-		for _, doc := range releaseutil.SplitManifests(string(f.File.Data)) {
-			var head struct {
-				Metadata struct{ Name string } `json:"metadata"`
-			}
-			if yaml.Unmarshal([]byte(doc), &head) != nil || head.Metadata.Name == "" {
-				continue
-			}
-			if _, err := r.Clients.Dynamic.Resource(crdsGVR).Get(ctx, head.Metadata.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-				newCRDs = append(newCRDs, head.Metadata.Name)
+		for _, o := range footprint.ManifestObjects(string(f.File.Data), "") {
+			if _, err := r.Clients.Dynamic.Resource(crdsGVR).Get(ctx, o.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				newCRDs = append(newCRDs, o.Name)
 			}
 		}
 	}
